@@ -1,0 +1,53 @@
+# Tideline: `make demo` runs the chain end to end; `make test` runs the tests.
+# Everything local lives under $(STATE) (git-ignored); `make clean` removes it.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STATE ?= $(CURDIR)/.tideline
+
+export TIDELINE_HOME := $(STATE)
+export DAGSTER_HOME := $(STATE)/dagster
+export PYTHONPATH := $(CURDIR)
+export TIDELINE_THREADS ?= 1
+export MPLBACKEND := Agg
+export GIT_PYTHON_REFRESH := quiet
+
+.PHONY: install state demo test ui bench lint clean lock
+
+$(VENV)/.installed: requirements.lock
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade "pip>=25"
+	$(BIN)/pip install --quiet -r requirements.lock
+	touch $@
+
+install: $(VENV)/.installed
+
+state: install
+	$(BIN)/python -m cli.setup_state
+
+demo: state
+	$(BIN)/python -m cli.demo
+
+test: install
+	$(BIN)/python -m pytest -m "not gpu" $(PYTEST_ARGS)
+
+ui: state
+	$(BIN)/dagster dev -w workspace.yaml
+
+bench: state
+	$(BIN)/python -m bench.run_all
+
+lint: install
+	$(BIN)/ruff check .
+
+clean:
+	rm -rf $(STATE)
+
+# Refresh the lock after changing pyproject.toml (run in a fresh venv).
+lock:
+	rm -rf /tmp/tideline-lock && $(PYTHON) -m venv /tmp/tideline-lock
+	$(PYTHON) -c 'import tomllib; p = tomllib.load(open("pyproject.toml", "rb"))["project"]; \
+	  print("\n".join(p["dependencies"] + p["optional-dependencies"]["dev"]))' > /tmp/tideline-lock/req.txt
+	/tmp/tideline-lock/bin/pip install --quiet -r /tmp/tideline-lock/req.txt
+	/tmp/tideline-lock/bin/pip freeze --exclude-editable | grep -v -E "^(pip|setuptools|wheel)==" > requirements.lock

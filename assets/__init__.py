@@ -1,0 +1,1 @@
+"""Dagster assets: thin wrappers around `pipelines`, one module per stage."""

@@ -1,0 +1,42 @@
+"""model_card: metrics, size and latency per variant, plots and lineage, in the UI and MLflow."""
+
+import dagster as dg
+
+from assets.memo import materialize_stage
+from pipelines.hashing import hash_bytes
+from resources.refs import ArtifactRef
+from resources.store import ArtifactStoreResource, DatasetSpecResource, MlflowResource
+
+
+@dg.asset(group_name="model", description="The model card (Markdown and HTML with a ROC "
+          "curve and a calibration plot), logged to MLflow.")
+def model_card(context: dg.AssetExecutionContext, validated_features: ArtifactRef,
+               trained_weights: ArtifactRef, quantized_weights: ArtifactRef,
+               spec: DatasetSpecResource, store: ArtifactStoreResource,
+               mlflow: MlflowResource):
+    from pipelines.stages.model_card import build_card
+    from pipelines.tracking import log_card
+
+    dataset, st = spec.get(), store.get()
+    refs = {"validated_features": validated_features, "trained_weights": trained_weights,
+            "quantized_weights": quantized_weights}
+
+    def compute(key: str):
+        result = build_card(dataset, st, *(st.get_manifest(r.content_hash) for r in
+                                           refs.values()),
+                            lineage={name: r.content_hash for name, r in refs.items()})
+        html = result.files["card.html"]
+        result.metadata["card_html"] = {"__path__": st.object_url(hash_bytes(html))}
+        result.metadata["mlflow_run_id"] = log_card(
+            mlflow.tracking_uri, mlflow.experiment(dataset.name), run_name="model_card",
+            files={k: v for k, v in result.files.items() if k != "card.json"},
+            metrics={k: v for k, v in result.metadata.items() if isinstance(v, float)},
+            tags={"recipe_key": key, "trained_weights": trained_weights.content_hash,
+                  "dataset_spec": dataset.name, "dagster_run_id": context.run_id})
+        return result
+
+    yield from materialize_stage(
+        context, asset="model_card", store=st, modules=("pipelines.stages.model_card",),
+        config=dataset.stage_config("model_card"),
+        inputs={name: r.content_hash for name, r in refs.items()}, compute=compute,
+    )

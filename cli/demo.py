@@ -1,0 +1,72 @@
+"""Run the whole chain once on the local instance and print what each asset did.
+
+Usage: ``python -m cli.demo`` (``make demo``). Prints a table of asset, cache hit or
+miss, content hash and seconds, then where the model card is.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+
+def run_chain(instance=None):
+    """Execute ``training_job`` in process; returns the Dagster result."""
+    import dagster as dg
+
+    from definitions import defs
+
+    instance = instance or dg.DagsterInstance.get()
+    job = defs.resolve_job_def("training_job")
+    return job.execute_in_process(instance=instance, raise_on_error=False)
+
+
+def summary(result) -> list[dict]:
+    rows = []
+    for event in result.get_asset_materialization_events():
+        meta = event.materialization.metadata
+        rows.append({"asset": event.asset_key.to_user_string(), "cache": meta["cache"].value,
+                     "content_hash": str(meta["content_hash"].value),
+                     "seconds": float(meta["seconds"].value)})
+    return rows
+
+
+def export_card(content_hash: str, dest: Path) -> Path:
+    """Copy the card's Markdown, HTML and plots out of the store to a readable folder."""
+    from definitions import defs
+
+    store = defs.resources["store"].get()
+    manifest = store.get_manifest(content_hash)
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in ("card.md", "card.html", "roc.png", "calibration.png"):
+        (dest / name).write_bytes(store.get_bytes(manifest.files[name]))
+    return dest / "card.html"
+
+
+def main() -> int:
+    from resources.settings import state_dir
+
+    start = time.perf_counter()
+    result = run_chain()
+    total = time.perf_counter() - start
+    rows = summary(result)
+    print(f"\n{'asset':<20} {'cache':<6} {'content hash':<24} {'seconds':>8}")
+    for r in rows:
+        print(f"{r['asset']:<20} {r['cache']:<6} {r['content_hash'][:23]:<24} {r['seconds']:>8.3f}")
+    print(f"{'total (run)':<52} {total:>8.3f}")
+    if not result.success:
+        for event in result.all_events:
+            if event.is_step_failure:
+                err = event.step_failure_data.user_failure_data
+                text = err.description if err else event.step_failure_data.error.message
+                print(f"\nFAILED {event.step_key}: {text}", file=sys.stderr)
+        return 1
+    card = next(r for r in rows if r["asset"] == "model_card")
+    path = export_card(card["content_hash"], state_dir() / "model_cards" / "latest")
+    print(f"\nmodel card: {path}\n            {path.with_suffix('.md')}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

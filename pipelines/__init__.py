@@ -1,0 +1,1 @@
+"""The ML of Tideline as plain functions: no Dagster in this package."""

@@ -1,0 +1,75 @@
+"""Stage results and how they become content-addressed artifacts in the store."""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from pipelines.hashing import hash_frame
+from pipelines.store import ArtifactStore, Manifest
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+
+class StageFailure(Exception):
+    """A stage refused its input; carries the check outcomes to report before failing."""
+
+    def __init__(self, message: str, checks: list[dict[str, Any]] | None = None):
+        super().__init__(message)
+        self.checks = checks or []
+
+
+@dataclass
+class StageResult:
+    """What a stage computed.
+
+    ``files``, ``frames``, ``stored`` and ``info`` make up the artifact's content (and so its
+    hash); ``metadata`` and ``checks`` are shown in the UI and kept with the memo entry.
+    """
+
+    kind: str
+    files: dict[str, bytes] = field(default_factory=dict)
+    frames: dict[str, Any] = field(default_factory=dict)
+    stored: dict[str, str] = field(default_factory=dict)
+    info: dict[str, Any] = field(default_factory=dict)
+    metadata: dict[str, Any] = field(default_factory=dict)
+    checks: list[dict[str, Any]] = field(default_factory=list)
+
+
+def frame_bytes(frame: pd.DataFrame) -> bytes:
+    buf = io.BytesIO()
+    frame.to_parquet(buf, index=False)
+    return buf.getvalue()
+
+
+def save_result(store: ArtifactStore, result: StageResult) -> Manifest:
+    """Store every file, then the manifest; returns the manifest (its hash is the content)."""
+    files = dict(result.stored)
+    for name, data in result.files.items():
+        files[name] = store.put_bytes(data)
+    for name, frame in result.frames.items():
+        files[name] = store.put_bytes(frame_bytes(frame), content_hash=hash_frame(frame))
+    manifest = Manifest(kind=result.kind, files=dict(sorted(files.items())), info=result.info)
+    store.put_manifest(manifest)
+    return manifest
+
+
+def load_manifest(store: ArtifactStore, content_hash: str) -> Manifest:
+    return store.get_manifest(content_hash)
+
+
+def read_file(store: ArtifactStore, manifest: Manifest, name: str) -> bytes:
+    return store.get_bytes(manifest.files[name])
+
+
+def read_json(store: ArtifactStore, manifest: Manifest, name: str) -> Any:
+    return json.loads(read_file(store, manifest, name))
+
+
+def read_frame(store: ArtifactStore, manifest: Manifest, name: str) -> pd.DataFrame:
+    import pandas as pd
+
+    return pd.read_parquet(io.BytesIO(read_file(store, manifest, name)))

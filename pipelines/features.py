@@ -1,0 +1,91 @@
+"""Feature preparation: typed columns, a seeded split, and fitted preprocessing.
+
+The fitted parameters (medians, means, scales, category vocabularies) travel with the
+model and are applied inside its ONNX graph, so serving takes raw records.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+
+    from pipelines.spec import DatasetSpec
+
+SPLIT_COLUMN = "__split"
+LABEL_COLUMN = "__label"
+ROW_COLUMN = "__row"
+
+
+def assign_split(n_rows: int, seed: int, test_fraction: float,
+                 validation_fraction: float) -> np.ndarray:
+    """Seeded assignment of each row to ``train``, ``val`` or ``test``."""
+    import numpy as np
+
+    order = np.random.default_rng(seed).permutation(n_rows)
+    n_test = max(1, int(round(n_rows * test_fraction)))
+    n_val = max(1, int(round(n_rows * validation_fraction)))
+    split = np.full(n_rows, "train", dtype=object)
+    split[order[:n_test]] = "test"
+    split[order[n_test : n_test + n_val]] = "val"
+    return split
+
+
+def fit_preprocessing(train: pd.DataFrame, spec: DatasetSpec) -> dict[str, Any]:
+    """Fit imputation, scaling and category vocabularies on training rows only."""
+    import numpy as np
+
+    numeric = {}
+    for col in spec.numeric_columns:
+        values = train[col].to_numpy(dtype="float64")
+        finite = values[np.isfinite(values)]
+        median = float(np.median(finite)) if finite.size else 0.0
+        filled = np.where(np.isfinite(values), values, median)
+        std = float(filled.std())
+        numeric[col] = {
+            "median": median,
+            "mean": float(filled.mean()),
+            "scale": std if std > 1e-12 else 1.0,
+        }
+    categorical = {}
+    for col in spec.categorical_columns:
+        # Index 0 is reserved for missing and unseen values.
+        categorical[col] = sorted(str(v) for v in train[col].dropna().unique())
+    return {"numeric": numeric, "categorical": categorical}
+
+
+def encode(frame: pd.DataFrame, params: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    """Raw numeric matrix (NaN kept: the model imputes) and category indices.
+
+    The category mapping is the one the ONNX graph's label encoders apply.
+    """
+    import numpy as np
+
+    num_cols = list(params["numeric"])
+    num = frame[num_cols].to_numpy(dtype="float32") if num_cols else np.zeros(
+        (len(frame), 0), dtype="float32")
+    cats = []
+    for col, vocab in params["categorical"].items():
+        index = {v: i + 1 for i, v in enumerate(vocab)}
+        cats.append(frame[col].map(lambda v, index=index: index.get(v, 0)).to_numpy("int64"))
+    cat = np.stack(cats, axis=1) if cats else np.zeros((len(frame), 0), dtype="int64")
+    return num, cat
+
+
+def labels(frame: pd.DataFrame) -> np.ndarray:
+    return frame[LABEL_COLUMN].to_numpy(dtype="float32")
+
+
+def onnx_feeds(frame: pd.DataFrame, params: dict[str, Any]) -> dict[str, np.ndarray]:
+    """Inputs of the exported predictor for raw rows: numeric matrix and category strings."""
+    import numpy as np
+
+    feeds: dict[str, np.ndarray] = {}
+    if params["numeric"]:
+        feeds["numeric"] = frame[list(params["numeric"])].to_numpy(dtype="float32")
+    for i, col in enumerate(params["categorical"]):
+        values = frame[col].astype(object).where(frame[col].notna(), "")
+        feeds[f"cat_{i}"] = np.asarray(values.astype(str), dtype=object).reshape(-1, 1)
+    return feeds

@@ -1,0 +1,142 @@
+"""Content hashing: BLAKE3 over canonical bytes.
+
+Frames are hashed as a canonical *logical* encoding (column names, logical types and
+values), never as file bytes: Parquet files embed writer versions and indexes, so two
+files holding the same table can differ byte for byte.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, BinaryIO
+
+import blake3
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+CHUNK = 8 * 1024 * 1024
+HASH_PREFIX = "b3:"
+
+
+def _digest(hasher: Any) -> str:
+    return HASH_PREFIX + hasher.hexdigest()
+
+
+def new_hasher() -> Any:
+    """A BLAKE3 hasher using all cores for large inputs."""
+    return blake3.blake3(max_threads=blake3.blake3.AUTO)
+
+
+def hash_bytes(data: bytes) -> str:
+    """Hash a byte string."""
+    h = new_hasher()
+    h.update(data)
+    return _digest(h)
+
+
+def hash_stream(stream: BinaryIO) -> str:
+    """Hash a binary stream in chunks without holding it in memory."""
+    h = new_hasher()
+    while chunk := stream.read(CHUNK):
+        h.update(chunk)
+    return _digest(h)
+
+
+def hash_file(path: str | Path) -> str:
+    """Hash a file's bytes."""
+    with open(path, "rb") as f:
+        return hash_stream(f)
+
+
+def _normalise(value: Any) -> Any:
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "NaN"
+        if math.isinf(value):
+            return "Infinity" if value > 0 else "-Infinity"
+    if isinstance(value, dict):
+        return {str(k): _normalise(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_normalise(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def canonical_json(value: Any) -> bytes:
+    """Serialise to JSON with sorted keys and no whitespace, so equal values give equal bytes."""
+    return json.dumps(
+        _normalise(value), sort_keys=True, separators=(",", ":"), ensure_ascii=False
+    ).encode("utf-8")
+
+
+def hash_json(value: Any) -> str:
+    """Hash a JSON-serialisable value through its canonical encoding."""
+    return hash_bytes(canonical_json(value))
+
+
+def hash_frame(frame: pd.DataFrame) -> str:
+    """Hash a DataFrame by its logical content.
+
+    The encoding covers column order, names, Arrow logical types, validity and values;
+    it ignores the index and any file-format details. Floats are normalised so that
+    -0.0 equals 0.0 and every NaN hashes alike.
+
+    Args:
+        frame: The frame to hash.
+
+    Returns:
+        The content hash, ``b3:<hex>``.
+    """
+    import pyarrow as pa
+
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    return hash_table(table)
+
+
+def hash_table(table: Any) -> str:
+    """Hash a ``pyarrow.Table`` by its logical content (see `hash_frame`)."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    h = new_hasher()
+    h.update(canonical_json({"rows": table.num_rows, "columns": table.column_names}))
+    for name, column in zip(table.column_names, table.columns):
+        h.update(canonical_json({"name": name, "type": str(column.type)}))
+        # Validity and values go to separate hashers, fed chunk by chunk, so the result
+        # does not depend on how the column happens to be chunked.
+        validity, lengths, values_h = new_hasher(), new_hasher(), new_hasher()
+        for chunk in column.chunks:
+            if column.null_count:
+                validity.update(np.asarray(chunk.is_valid()).tobytes())
+            typ = chunk.type
+            if pa.types.is_floating(typ):
+                values = chunk.to_numpy(zero_copy_only=False)
+                nan = np.isnan(values)
+                if nan.any():
+                    values = np.where(nan, np.nan, values)
+                values = values + 0.0  # turns -0.0 into 0.0
+                values_h.update(np.ascontiguousarray(values).tobytes())
+            elif pa.types.is_integer(typ) or pa.types.is_boolean(typ):
+                fill = False if pa.types.is_boolean(typ) else pa.scalar(0, typ)
+                filled = pc.fill_null(chunk, fill).to_numpy(zero_copy_only=False)
+                values_h.update(np.ascontiguousarray(filled).tobytes())
+            elif pa.types.is_string(typ) or pa.types.is_large_string(typ):
+                arr = pc.fill_null(chunk, "").cast(pa.large_string())
+                offsets = np.frombuffer(arr.buffers()[1], dtype=np.int64)[
+                    arr.offset : arr.offset + len(arr) + 1
+                ]
+                lengths.update(np.diff(offsets).tobytes())  # lengths, not offsets
+                data = arr.buffers()[2]
+                if data is not None:
+                    values_h.update(memoryview(data)[int(offsets[0]) : int(offsets[-1])])
+            else:
+                values_h.update(canonical_json(chunk.to_pylist()))
+        h.update(validity.digest())
+        h.update(lengths.digest())
+        h.update(values_h.digest())
+    return _digest(h)

@@ -1,0 +1,130 @@
+"""The model card: Markdown and HTML, with a ROC curve and a calibration plot."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from typing import Any
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.4f}"
+    return str(v)
+
+
+def _table(header: list[str], rows: list[list[Any]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(_fmt(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def plots(y: Any, probabilities: dict[str, Any]) -> dict[str, bytes]:
+    """PNG bytes of the ROC curves and the reliability diagram for each variant."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from pipelines.evaluation import calibration, roc_points
+
+    out = {}
+    fig, ax = plt.subplots(figsize=(4.5, 4.5), dpi=100)
+    for variant, p in probabilities.items():
+        pts = roc_points(y, p)
+        ax.plot(pts["fpr"], pts["tpr"], label=variant)
+    ax.plot([0, 1], [0, 1], "k:", lw=1)
+    ax.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC (test rows)")
+    ax.legend(loc="lower right")
+    out["roc.png"] = _png(fig)
+    fig, ax = plt.subplots(figsize=(4.5, 4.5), dpi=100)
+    for variant, p in probabilities.items():
+        cal = calibration(y, p)
+        pts = [(m, f) for m, f in zip(cal["mean_predicted"], cal["fraction_positive"])
+               if m is not None]
+        ax.plot([a for a, _ in pts], [b for _, b in pts], "o-", label=variant)
+    ax.plot([0, 1], [0, 1], "k:", lw=1)
+    ax.set(xlabel="mean predicted probability", ylabel="observed positive fraction",
+           title="Calibration (test rows)")
+    ax.legend(loc="upper left")
+    out["calibration.png"] = _png(fig)
+    plt.close("all")
+    return out
+
+
+def _png(fig: Any) -> bytes:
+    buf = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buf, format="png", metadata={"Software": None})
+    return buf.getvalue()
+
+
+def render_markdown(card: dict[str, Any]) -> str:
+    """The card as Markdown (shown in the Dagster UI and logged to MLflow)."""
+    variants = card["variants"]
+    metric_names = ["roc_auc", "accuracy", "f1", "log_loss", "brier", "ece"]
+    metric_rows = [[v] + [variants[v]["metrics"][m] for m in metric_names] for v in variants]
+    perf_rows = [[v, variants[v]["size_bytes"], variants[v]["latency"][0]["median_ms"],
+                  variants[v]["latency"][1]["median_ms"],
+                  variants[v]["parity_max_abs_diff"]] for v in variants]
+    lineage_rows = [[k, v] for k, v in card["lineage"].items()]
+    t = card["training"]
+    parts = [
+        f"# Model card: {card['dataset']}",
+        card.get("description") or "",
+        "## Intended use", card["intended_use"],
+        "## Limitations", card["limitations"],
+        "## Data",
+        f"Target `{card['target']}` (positive class `{card['positive']}`); "
+        f"{card['rows']['train']} training, {card['rows']['val']} validation and "
+        f"{card['rows']['test']} test rows; {card['rows']['quarantined']} rows quarantined "
+        f"by validation. Features: {', '.join(f'`{c}`' for c in card['features'])}.",
+        "## Metrics on held-out test rows",
+        _table(["variant", *metric_names], metric_rows),
+        "## Size and latency (ONNX Runtime, CPU, 1 thread)",
+        _table(["variant", "bytes", "ms @ batch 1", "ms @ batch 256", "max |Δp| vs fp32"],
+               perf_rows),
+        "## Training",
+        f"Best epoch {t['best_epoch']} of {t['epochs_run']} (early stopping, patience "
+        f"{t['patience']}), device `{t['device']}`, hidden layers {t['hidden']}.",
+        "## Plots",
+        "ROC curve and calibration plot: see the HTML card (`card.html`).",
+        "## Lineage",
+        _table(["artifact", "content hash"], lineage_rows),
+    ]
+    return "\n\n".join(p for p in parts if p) + "\n"
+
+
+def render_html(markdown_text: str, images: dict[str, bytes]) -> str:
+    """A self-contained HTML page: the card's tables plus the plots inline."""
+    body = []
+    in_table = False
+    for line in markdown_text.splitlines():
+        if line.startswith("|"):
+            cells = [html.escape(c.strip()) for c in line.strip("|").split("|")]
+            if set("".join(cells)) <= {"-"}:
+                continue
+            if not in_table:
+                body.append("<table>")
+                in_table = True
+            body.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+            continue
+        if in_table:
+            body.append("</table>")
+            in_table = False
+        if line.startswith("## "):
+            body.append(f"<h2>{html.escape(line[3:])}</h2>")
+        elif line.startswith("# "):
+            body.append(f"<h1>{html.escape(line[2:])}</h1>")
+        elif line.strip():
+            body.append(f"<p>{html.escape(line)}</p>")
+    if in_table:
+        body.append("</table>")
+    for name, png in images.items():
+        data = base64.b64encode(png).decode()
+        body.append(f'<img alt="{name}" src="data:image/png;base64,{data}">')
+    style = ("body{font-family:sans-serif;max-width:960px;margin:2em auto}"
+             "td{border:1px solid #ccc;padding:2px 8px}table{border-collapse:collapse}")
+    return (f"<!doctype html><html><head><meta charset='utf-8'><style>{style}</style>"
+            f"<title>Model card</title></head><body>{''.join(body)}</body></html>")

@@ -1,0 +1,200 @@
+"""Dataset specs: one YAML file describes a user's data set; no code change needed.
+
+A spec names the source, the target and its positive class, the column types, optional
+sensitive columns, validation rules, the split seed and training settings. Columns the
+spec does not list are ignored, so a change to them stops at the validation stage.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+class SpecError(ValueError):
+    """A dataset spec that cannot be used, with the file and the field at fault."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SourceSpec(_Strict):
+    path: str
+    format: Literal["csv", "parquet"] | None = None
+    encoding: str = "utf-8"
+    na_values: list[str] = Field(default_factory=lambda: ["", "NA", "N/A", "null", "None"])
+
+    @property
+    def resolved_format(self) -> str:
+        if self.format:
+            return self.format
+        suffix = Path(self.path.split("?")[0]).suffix.lower()
+        return "parquet" if suffix in (".parquet", ".pq") else "csv"
+
+
+class TargetSpec(_Strict):
+    column: str
+    positive: str | int | float
+    classes: list[str | int | float] | None = None
+
+
+class ColumnSpec(_Strict):
+    type: Literal["numeric", "categorical"]
+    min: float | None = None
+    max: float | None = None
+    categories: list[str] | None = None
+    max_null_fraction: float = Field(0.0, ge=0.0, le=1.0)
+
+    @model_validator(mode="after")
+    def _check(self) -> ColumnSpec:
+        if self.type == "categorical" and (self.min is not None or self.max is not None):
+            raise ValueError("min/max apply to numeric columns only")
+        if self.type == "numeric" and self.categories is not None:
+            raise ValueError("categories apply to categorical columns only")
+        return self
+
+
+class ValidationSpec(_Strict):
+    max_failed_fraction: float = Field(0.05, ge=0.0, le=1.0)
+
+
+class SplitSpec(_Strict):
+    seed: int = 0
+    test_fraction: float = Field(0.2, gt=0.0, lt=1.0)
+    validation_fraction: float = Field(0.1, gt=0.0, lt=1.0)
+
+
+class TrainingSpec(_Strict):
+    hidden: list[int] = Field(default_factory=lambda: [64, 32])
+    dropout: float = 0.1
+    learning_rate: float = 1e-3
+    weight_decay: float = 1e-4
+    epochs: int = Field(30, ge=1)
+    batch_size: int = Field(256, ge=1)
+    patience: int = Field(5, ge=1)
+    seed: int = 0
+    reference_rows: int = Field(2000, ge=1)
+
+
+class QuantizationSpec(_Strict):
+    calibration_rows: int = Field(512, ge=1)
+    int8_tolerance: float = 0.05
+    fp16_tolerance: float = 0.01
+
+
+class ModelCardSpec(_Strict):
+    intended_use: str = "Not stated in the dataset spec."
+    limitations: str = "Not stated in the dataset spec."
+
+
+class DatasetSpec(_Strict):
+    name: str = Field(pattern=r"^[a-z0-9_]+$")
+    description: str = ""
+    source: SourceSpec
+    target: TargetSpec
+    columns: dict[str, ColumnSpec]
+    sensitive: list[str] = Field(default_factory=list)
+    validation: ValidationSpec = ValidationSpec()
+    split: SplitSpec = SplitSpec()
+    training: TrainingSpec = TrainingSpec()
+    quantization: QuantizationSpec = QuantizationSpec()
+    model_card: ModelCardSpec = ModelCardSpec()
+
+    @model_validator(mode="after")
+    def _check(self) -> DatasetSpec:
+        if not self.columns:
+            raise ValueError("columns: list at least one feature column")
+        if self.target.column in self.columns:
+            raise ValueError(f"target column {self.target.column!r} must not be in columns")
+        unknown = [c for c in self.sensitive if c not in self.columns]
+        if unknown:
+            raise ValueError(f"sensitive columns {unknown} are not listed in columns")
+        return self
+
+    @property
+    def numeric_columns(self) -> list[str]:
+        return [c for c, s in self.columns.items() if s.type == "numeric"]
+
+    @property
+    def categorical_columns(self) -> list[str]:
+        return [c for c, s in self.columns.items() if s.type == "categorical"]
+
+    def stage_config(self, stage: str) -> dict[str, Any]:
+        """The part of the spec that shapes one stage's output (it enters the recipe key)."""
+        dump = self.model_dump(mode="json")
+        if stage == "validated_features":
+            source = {k: v for k, v in dump["source"].items() if k != "path"}
+            source["format"] = self.source.resolved_format
+            return {k: dump[k] for k in ("target", "columns", "validation", "split")} | {
+                "source": source
+            }
+        if stage == "trained_weights":
+            return {"training": dump["training"], "target": dump["target"]}
+        if stage == "quantized_weights":
+            return {"quantization": dump["quantization"]}
+        if stage == "model_card":
+            return {k: dump[k] for k in ("name", "description", "model_card", "sensitive")}
+        raise KeyError(stage)
+
+
+def expand_env(text: str) -> str:
+    """Expand ``${VAR}`` and ``${VAR:-default}``; an unset variable without default fails."""
+
+    def sub(match: re.Match[str]) -> str:
+        name, default = match.group(1), match.group(2)
+        value = os.environ.get(name)
+        if value is None:
+            if default is None:
+                raise SpecError(f"environment variable {name} is not set (used in the spec)")
+            return default
+        return value
+
+    return _ENV.sub(sub, text)
+
+
+def load_spec(path: str | Path) -> DatasetSpec:
+    """Load and validate a dataset spec.
+
+    Raises:
+        SpecError: naming the file and each field that is wrong.
+    """
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise SpecError(f"dataset spec {path} does not exist")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise SpecError(f"dataset spec {path} is not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise SpecError(f"dataset spec {path} must be a mapping")
+    try:
+        source = dict(raw.get("source") or {})
+        if "path" in source:
+            source["path"] = expand_env(str(source["path"]))
+        raw["source"] = source
+        return DatasetSpec.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or '(top level)'}: {e['msg']}"
+            for e in exc.errors()
+        )
+        raise SpecError(f"dataset spec {path}: {problems}") from exc
+    except SpecError as exc:
+        raise SpecError(f"dataset spec {path}: {exc}") from exc
+
+
+def resolve_spec_path(name_or_path: str, datasets_dir: Path) -> Path:
+    """A spec given by name (``adult``) resolves to ``datasets/adult.yaml``."""
+    candidate = Path(name_or_path)
+    if candidate.suffix in (".yaml", ".yml"):
+        return candidate
+    return datasets_dir / f"{name_or_path}.yaml"

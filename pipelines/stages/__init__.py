@@ -1,0 +1,1 @@
+"""One function per stage: inputs from the store in, a `StageResult` out."""

@@ -1,0 +1,57 @@
+"""validated_features: parse, validate against the spec, quarantine, split, fit preprocessing."""
+
+from __future__ import annotations
+
+import json
+
+from pipelines.artifacts import StageFailure, StageResult, read_file
+from pipelines.features import LABEL_COLUMN, SPLIT_COLUMN, assign_split, fit_preprocessing
+from pipelines.hashing import canonical_json
+from pipelines.ingest import InputError, parse_raw
+from pipelines.spec import DatasetSpec
+from pipelines.store import ArtifactStore, Manifest
+from pipelines.validation import validate
+
+
+def build_features(spec: DatasetSpec, store: ArtifactStore, raw: Manifest) -> StageResult:
+    """Validated, typed rows with labels and split; quarantined rows with reasons."""
+    file = spec.source.path
+    try:
+        frame = parse_raw(read_file(store, raw, "source"), fmt=raw.info["format"], file=file,
+                          encoding=spec.source.encoding, na_values=spec.source.na_values)
+    except InputError as exc:
+        raise StageFailure(str(exc)) from exc
+    result = validate(frame, spec)
+    checks = result.check_dicts()
+    if result.failed:
+        raise StageFailure(result.report(file), checks)
+    clean = result.clean
+    target = clean[spec.target.column].astype(str)
+    clean[LABEL_COLUMN] = (target == str(spec.target.positive)).astype("float32")
+    if clean[LABEL_COLUMN].nunique() < 2:
+        raise StageFailure(
+            f"{file}, column {spec.target.column!r}: rule 'both classes present' failed: "
+            f"every kept row has the same label; check target.positive "
+            f"({spec.target.positive!r}) against the values in the data")
+    clean[SPLIT_COLUMN] = assign_split(len(clean), spec.split.seed, spec.split.test_fraction,
+                                       spec.split.validation_fraction)
+    params = fit_preprocessing(clean[clean[SPLIT_COLUMN] == "train"], spec)
+    counts = clean[SPLIT_COLUMN].value_counts().to_dict()
+    rows = {"train": int(counts.get("train", 0)), "val": int(counts.get("val", 0)),
+            "test": int(counts.get("test", 0)), "quarantined": len(result.quarantine)}
+    return StageResult(
+        kind="validated_features",
+        frames={"features": clean, "quarantine": result.quarantine},
+        files={"preprocess.json": canonical_json(params),
+               "validation.json": canonical_json(checks)},
+        info={"rows": rows, "target": spec.target.column, "positive": str(spec.target.positive)},
+        metadata={"rows": len(clean), "quarantined_rows": len(result.quarantine),
+                  "failed_fraction": round(result.failed_fraction, 6),
+                  "splits": rows, "columns": len(spec.columns),
+                  "positive_rate": round(float(clean[LABEL_COLUMN].mean()), 4)},
+        checks=checks,
+    )
+
+
+def load_params(store: ArtifactStore, features: Manifest) -> dict:
+    return json.loads(read_file(store, features, "preprocess.json"))

@@ -1,0 +1,69 @@
+"""model_card: held-out metrics, size and latency per variant, plots, lineage."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+
+from pipelines.artifacts import StageResult, read_file, read_frame
+from pipelines.evaluation import latency, metrics
+from pipelines.features import LABEL_COLUMN, ROW_COLUMN, SPLIT_COLUMN, onnx_feeds
+from pipelines.hashing import canonical_json
+from pipelines.model_card import plots, render_html, render_markdown
+from pipelines.quantize import predict, session
+from pipelines.spec import DatasetSpec
+from pipelines.store import ArtifactStore, Manifest
+
+VARIANTS = ("fp32", "int8", "fp16")
+
+
+def build_card(spec: DatasetSpec, store: ArtifactStore, features: Manifest, weights: Manifest,
+               variants: Manifest, lineage: dict[str, str]) -> StageResult:
+    frame = read_frame(store, features, "features")
+    test = frame[frame[SPLIT_COLUMN] == "test"].reset_index(drop=True)
+    params = json.loads(read_file(store, variants, "preprocess.json"))
+    parity = json.loads(read_file(store, variants, "parity.json"))
+    training = json.loads(read_file(store, weights, "training.json"))
+    feeds = onnx_feeds(test, params)
+    y = test[LABEL_COLUMN].to_numpy(dtype=int)
+    probabilities: dict[str, np.ndarray] = {}
+    card_variants: dict[str, Any] = {}
+    for variant in VARIANTS:
+        model = read_file(store, variants, f"model_{variant}.onnx")
+        sess = session(model)
+        p = predict(sess, feeds)
+        probabilities[variant] = p
+        card_variants[variant] = {
+            "metrics": metrics(y, p),
+            "size_bytes": len(model),
+            "latency": [latency(sess, feeds, 1), latency(sess, feeds, 256)],
+            "parity_max_abs_diff": parity.get(variant, {}).get("max_abs_diff", 0.0),
+        }
+    card = {
+        "dataset": spec.name, "description": spec.description,
+        "intended_use": spec.model_card.intended_use, "limitations": spec.model_card.limitations,
+        "target": spec.target.column, "positive": str(spec.target.positive),
+        "features": list(spec.columns), "rows": features.info["rows"],
+        "variants": card_variants, "lineage": lineage,
+        "training": {"best_epoch": training["best_epoch"], "epochs_run": training["epochs_run"],
+                     "patience": training["config"]["patience"], "device": training["device"],
+                     "hidden": training["config"]["hidden"]},
+    }
+    markdown = render_markdown(card)
+    images = plots(y, probabilities)
+    predictions = test[[ROW_COLUMN, LABEL_COLUMN]].copy()
+    for variant, p in probabilities.items():
+        predictions[f"p_{variant}"] = p
+    fp32 = card_variants["fp32"]["metrics"]
+    return StageResult(
+        kind="model_card",
+        files={"card.md": markdown.encode(), "card.html": render_html(markdown, images).encode(),
+               "card.json": canonical_json(card), **images},
+        frames={"predictions": predictions},
+        metadata={"model_card": {"__md__": markdown},
+                  "roc_auc": round(fp32["roc_auc"], 6), "accuracy": round(fp32["accuracy"], 6),
+                  "f1": round(fp32["f1"], 6), "log_loss": round(fp32["log_loss"], 6),
+                  "ece": round(fp32["ece"], 6), "test_rows": int(len(test))},
+    )

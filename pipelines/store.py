@@ -1,0 +1,178 @@
+"""Content-addressed artifact store over fsspec.
+
+Layout under the root::
+
+    objects/<2 hex>/<hash>          immutable content, named by its hash
+    keys/<asset>/<recipe key>.json  memo table: recipe key -> result record
+
+Every write goes to a temporary name and is renamed into place, and a result record
+(the pointer) is written only after all the content it names, so a crash at any
+moment leaves either no visible artifact or a complete one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from pipelines.hashing import CHUNK, canonical_json, hash_bytes, new_hasher
+
+
+class ArtifactNotFound(KeyError):
+    """Raised when a hash or recipe key has no stored artifact."""
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """An artifact made of named files, each stored by content hash.
+
+    The artifact's content hash is the hash of this manifest's canonical JSON, so it
+    changes exactly when a file's content or the deterministic ``info`` changes.
+    """
+
+    kind: str
+    files: dict[str, str]
+    info: dict[str, Any]
+
+    def to_bytes(self) -> bytes:
+        return canonical_json({"kind": self.kind, "files": self.files, "info": self.info})
+
+    @property
+    def content_hash(self) -> str:
+        return hash_bytes(self.to_bytes())
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Manifest:
+        raw = json.loads(data)
+        return cls(kind=raw["kind"], files=raw["files"], info=raw["info"])
+
+
+class ArtifactStore:
+    """A content-addressed store rooted at a local folder or an fsspec URL."""
+
+    def __init__(self, root: str | Path):
+        import fsspec
+
+        self.root = str(root).rstrip("/")
+        self.fs, self._base = fsspec.core.url_to_fs(self.root)
+        self.local = self.fs.protocol in ("file", "local") or "file" in self.fs.protocol
+
+    # -- paths -------------------------------------------------------------------------
+    def _object_path(self, content_hash: str) -> str:
+        digest = content_hash.split(":", 1)[-1]
+        return f"{self._base}/objects/{digest[:2]}/{digest}"
+
+    def _key_path(self, asset: str, recipe_key: str) -> str:
+        digest = recipe_key.split(":", 1)[-1]
+        return f"{self._base}/keys/{asset}/{digest}.json"
+
+    def object_url(self, content_hash: str) -> str:
+        """Where an object lives (a local path or a URL), for people to open."""
+        path = self._object_path(content_hash)
+        return path if self.local else self.fs.unstrip_protocol(path)
+
+    def local_path(self, content_hash: str) -> Path:
+        """The on-disk path of an object (local stores only)."""
+        if not self.local:
+            raise ValueError(f"store {self.root} is not local")
+        path = Path(self._object_path(content_hash))
+        if not path.exists():
+            raise ArtifactNotFound(content_hash)
+        return path
+
+    # -- atomic writes ---------------------------------------------------------------------
+    def _atomic_write(self, path: str, data: bytes) -> None:
+        parent = path.rsplit("/", 1)[0]
+        self.fs.makedirs(parent, exist_ok=True)
+        tmp = f"{parent}/.tmp-{uuid.uuid4().hex}"
+        if self.local:
+            with open(tmp, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        else:
+            self.fs.pipe_file(tmp, data)
+            self.fs.mv(tmp, path)
+
+    def has(self, content_hash: str) -> bool:
+        return bool(self.fs.exists(self._object_path(content_hash)))
+
+    def put_bytes(self, data: bytes, content_hash: str | None = None) -> str:
+        """Store bytes under their BLAKE3 hash (or a given logical hash); returns the hash."""
+        content_hash = content_hash or hash_bytes(data)
+        path = self._object_path(content_hash)
+        if not self.fs.exists(path):
+            self._atomic_write(path, data)
+        return content_hash
+
+    def put_stream(self, stream: BinaryIO) -> str:
+        """Copy a stream into the store, hashing the bytes as they are copied."""
+        hasher = new_hasher()
+        tmp_dir = f"{self._base}/objects/tmp"
+        self.fs.makedirs(tmp_dir, exist_ok=True)
+        tmp = f"{tmp_dir}/.tmp-{uuid.uuid4().hex}"
+        with self.fs.open(tmp, "wb") as out:
+            while chunk := stream.read(CHUNK):
+                hasher.update(chunk)
+                out.write(chunk)
+        content_hash = "b3:" + hasher.hexdigest()
+        path = self._object_path(content_hash)
+        if self.fs.exists(path):
+            self.fs.rm(tmp)
+        else:
+            self.fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
+            self.fs.mv(tmp, path)
+        return content_hash
+
+    def get_bytes(self, content_hash: str) -> bytes:
+        path = self._object_path(content_hash)
+        try:
+            return bytes(self.fs.cat_file(path))
+        except FileNotFoundError as exc:
+            raise ArtifactNotFound(content_hash) from exc
+
+    def open(self, content_hash: str) -> BinaryIO:
+        path = self._object_path(content_hash)
+        if not self.fs.exists(path):
+            raise ArtifactNotFound(content_hash)
+        return self.fs.open(path, "rb")
+
+    # -- manifests ----------------------------------------------------------------------
+    def put_manifest(self, manifest: Manifest) -> str:
+        """Store a manifest (its files must already be stored); returns its content hash."""
+        missing = [name for name, h in manifest.files.items() if not self.has(h)]
+        if missing:
+            raise ArtifactNotFound(f"manifest names files not in the store: {missing}")
+        return self.put_bytes(manifest.to_bytes())
+
+    def get_manifest(self, content_hash: str) -> Manifest:
+        return Manifest.from_bytes(self.get_bytes(content_hash))
+
+    # -- memo table -----------------------------------------------------------------------
+    def lookup(self, asset: str, recipe_key: str) -> dict[str, Any] | None:
+        """The stored result record for a recipe key, or None on a miss.
+
+        A record whose content is missing from the store counts as a miss.
+        """
+        path = self._key_path(asset, recipe_key)
+        try:
+            record = json.loads(self.fs.cat_file(path))
+        except FileNotFoundError:
+            return None
+        if not self.has(record["content_hash"]):
+            return None
+        return record
+
+    def record(self, asset: str, recipe_key: str, record: dict[str, Any]) -> None:
+        """Write the pointer for a recipe key: last, after the content it names."""
+        if not self.has(record["content_hash"]):
+            raise ArtifactNotFound(record["content_hash"])
+        self._write_pointer(self._key_path(asset, recipe_key), canonical_json(record))
+
+    def _write_pointer(self, path: str, data: bytes) -> None:
+        self._atomic_write(path, data)

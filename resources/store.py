@@ -1,0 +1,64 @@
+"""The artifact store and dataset spec as Dagster resources."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import dagster as dg
+from pydantic import PrivateAttr
+
+from pipelines.ingest import StatCache
+from pipelines.spec import DatasetSpec, load_spec
+from pipelines.store import ArtifactStore
+
+
+class ArtifactStoreResource(dg.ConfigurableResource):
+    """Content-addressed store (local folder or fsspec URL) plus local scratch space.
+
+    ``scratch_dir`` holds what is worth keeping on this machine only: training
+    checkpoints and the file-stat cache of source hashes.
+    """
+
+    root: str
+    scratch_dir: str
+    _store: Any = PrivateAttr(default=None)
+
+    def get(self) -> ArtifactStore:
+        if self._store is None:
+            self._store = ArtifactStore(self.root)
+        return self._store
+
+    def stat_cache(self) -> StatCache:
+        return StatCache(f"{self.scratch_dir}/stat.db")
+
+    def checkpoint_dir(self, asset: str, recipe_key: str) -> str:
+        return f"{self.scratch_dir}/checkpoints/{asset}/{recipe_key.split(':')[-1]}"
+
+
+class DatasetSpecResource(dg.ConfigurableResource):
+    """The dataset spec selected for this code location."""
+
+    path: str
+    _spec: Any = PrivateAttr(default=None)
+
+    def get(self) -> DatasetSpec:
+        if self._spec is None:
+            self._spec = load_spec(self.path)
+        return self._spec
+
+
+class MlflowResource(dg.ConfigurableResource):
+    """MLflow tracking: SQLite and a local artifact folder by default."""
+
+    tracking_uri: str
+    artifact_location: str
+
+    def experiment(self, name: str) -> str:
+        """Set the tracking URI and return the experiment id (created on first use)."""
+        import mlflow
+
+        mlflow.set_tracking_uri(self.tracking_uri)
+        exp = mlflow.get_experiment_by_name(name)
+        if exp is not None:
+            return exp.experiment_id
+        return mlflow.create_experiment(name, artifact_location=self.artifact_location)

@@ -1,0 +1,36 @@
+import dagster as dg
+
+from tests.conftest import REPO
+
+
+def test_definitions_snapshot(monkeypatch, tmp_path):
+    monkeypatch.setenv("TIDELINE_HOME", str(tmp_path))
+    from definitions import build_definitions
+
+    defs = build_definitions()
+    keys = {k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys()}
+    assert keys == {"raw_source", "raw_data", "validated_features", "trained_weights",
+                    "quantized_weights", "model_card"}
+    job = defs.resolve_job_def("training_job")
+    assert job.executor_def.name == "in_process"
+    schedule = defs.resolve_schedule_def("nightly_schedule")
+    assert schedule.cron_schedule == "0 2 * * *" and schedule.execution_timezone == "UTC"
+    assert schedule.job_name == "training_job"
+    checks = {k.name for k in defs.resolve_asset_graph().asset_check_keys}
+    assert {"diagnosis__exists", "diagnosis__target_class", "mean_radius__range",
+            "mean_radius__null_limit"} <= checks
+
+
+def test_asset_keys_do_not_depend_on_the_spec(monkeypatch, tmp_path):
+    from definitions import build_definitions
+
+    monkeypatch.setenv("TIDELINE_HOME", str(tmp_path))
+    keys = []
+    for spec in ("demo", str(REPO / "datasets" / "adult.yaml")):
+        monkeypatch.setenv("TIDELINE_SPEC", spec)
+        graph = build_definitions().resolve_asset_graph()
+        keys.append(graph.get_all_asset_keys())
+        checks = {k.name for k in graph.asset_check_keys}
+    assert keys[0] == keys[1]
+    assert {"sex__allowed_categories", "age__range", "workclass__null_limit"} <= checks
+    assert isinstance(keys[0], (set, frozenset)) and dg.AssetKey("model_card") in keys[0]

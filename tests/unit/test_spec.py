@@ -1,0 +1,41 @@
+import pytest
+
+from pipelines.spec import SpecError, expand_env, load_spec
+from tests.conftest import REPO
+
+
+def test_bundled_specs_load(monkeypatch):
+    monkeypatch.setenv("TIDELINE_HOME", "/x")
+    demo = load_spec(REPO / "datasets" / "demo.yaml")
+    assert demo.source.path == "/x/data/breast_cancer.parquet"
+    assert demo.source.resolved_format == "parquet" and len(demo.numeric_columns) == 30
+    adult = load_spec(REPO / "datasets" / "adult.yaml")
+    assert adult.sensitive == ["sex", "race"] and "fnlwgt" not in adult.columns
+
+
+def test_env_expansion(monkeypatch):
+    monkeypatch.delenv("NOPE", raising=False)
+    assert expand_env("${NOPE:-a/b}/c") == "a/b/c"
+    with pytest.raises(SpecError, match="NOPE is not set"):
+        expand_env("${NOPE}")
+
+
+def test_spec_errors_name_file_and_field(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\nsource: {path: a.csv}\ntarget: {column: y, positive: 1}\n"
+                   "columns: {a: {type: numerik}}\n")
+    with pytest.raises(SpecError) as err:
+        load_spec(bad)
+    assert "bad.yaml" in str(err.value) and "columns.a.type" in str(err.value)
+    bad.write_text("name: x\nsource: {path: a.csv}\ntarget: {column: y, positive: 1}\n"
+                   "columns: {a: {type: numeric}}\nsensitive: [b]\n")
+    with pytest.raises(SpecError, match="sensitive columns"):
+        load_spec(bad)
+
+
+def test_stage_config_separates_concerns(monkeypatch):
+    monkeypatch.setenv("TIDELINE_HOME", "/x")
+    spec = load_spec(REPO / "datasets" / "demo.yaml")
+    assert "training" not in spec.stage_config("validated_features")
+    assert "path" not in spec.stage_config("validated_features")["source"]
+    assert "columns" not in spec.stage_config("trained_weights")
