@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import dagster as dg
 
-from assets.features import build_validated_features
+from assets.features import build_ingest_assets
 from assets.model_card import model_card
 from assets.quantization import quantized_weights
-from assets.raw import raw_data, raw_source
+from assets.raw import raw_source
 from assets.training import trained_weights
 from jobs import build_jobs
 from pipelines.spec import load_spec
@@ -28,7 +28,7 @@ def build_definitions() -> dg.Definitions:
     spec = load_spec(path)
     jobs = build_jobs()
     return dg.Definitions(
-        assets=[raw_source, raw_data, build_validated_features(spec), trained_weights,
+        assets=[raw_source, build_ingest_assets(spec), trained_weights,
                 quantized_weights, model_card],
         jobs=jobs,
         schedules=build_schedules(jobs[0]),

@@ -1,35 +1,67 @@
-"""validated_features, with one asset check per rule the dataset spec implies."""
+"""raw_data and validated_features, materialized together in one step.
+
+A snapshot is published as ``raw_data`` only when it validates, so bad input never
+becomes the latest raw data: the rejected bytes stay in the store (nothing is lost) and
+the error names their hash. Both assets keep their own memo entries.
+"""
 
 import dagster as dg
 
 from assets.memo import materialize_stage
+from pipelines.ingest import InputError, local_source_path
 from pipelines.spec import DatasetSpec
-from resources.refs import ArtifactRef
 from resources.store import ArtifactStoreResource, DatasetSpecResource
 
 
-def build_validated_features(spec: DatasetSpec) -> dg.AssetsDefinition:
-    """The asset, with its checks built from the spec when definitions load."""
+def build_ingest_assets(spec: DatasetSpec) -> dg.AssetsDefinition:
+    """The two assets, with validation checks built from the spec when definitions load."""
     from pipelines.validation import check_names
 
     checks = [dg.AssetCheckSpec(name, asset="validated_features", description=desc,
                                 blocking=True) for name, desc in check_names(spec)]
 
-    @dg.asset(name="validated_features", group_name="features", check_specs=checks,
-              description="Rows that pass the spec's Great Expectations suite, typed, labelled "
-                          "and split; failing rows are quarantined with reasons.")
-    def validated_features(context: dg.AssetExecutionContext, raw_data: ArtifactRef,
-                           spec: DatasetSpecResource, store: ArtifactStoreResource):
+    @dg.multi_asset(
+        outs={
+            "raw_data": dg.AssetOut(
+                group_name="data",
+                description="Byte-exact snapshot of the source in the content-addressed store."),
+            "validated_features": dg.AssetOut(
+                group_name="features",
+                description="Rows that pass the spec's Great Expectations suite, typed, "
+                            "labelled and split; failing rows are quarantined with reasons."),
+        },
+        deps=["raw_source"],
+        internal_asset_deps={"raw_data": {dg.AssetKey("raw_source")},
+                             "validated_features": {dg.AssetKey("raw_data")}},
+        check_specs=checks, can_subset=False, name="ingest",
+    )
+    def ingest(context: dg.AssetExecutionContext, spec: DatasetSpecResource,
+               store: ArtifactStoreResource):
         from pipelines.stages.features import build_features
+        from pipelines.stages.raw import snapshot_source
 
         dataset, st = spec.get(), store.get()
-        yield from materialize_stage(
-            context, asset="validated_features", store=st,
-            modules=("pipelines.stages.features",),
-            config=dataset.stage_config("validated_features"),
-            inputs={"raw_data": raw_data.content_hash},
-            compute=lambda key: build_features(dataset, st, st.get_manifest(
-                raw_data.content_hash)),
-        )
+        try:
+            path = local_source_path(dataset.source.path)
+        except InputError as exc:
+            raise dg.Failure(description=str(exc)) from exc
+        source_hash, _ = store.stat_cache().file_hash(path)
+        raw_events = list(materialize_stage(
+            context, asset="raw_data", store=st, modules=("pipelines.stages.raw",),
+            config={"format": dataset.source.resolved_format}, inputs={"source": source_hash},
+            compute=lambda key: snapshot_source(dataset, st), output_name="raw_data"))
+        raw_hash = raw_events[0].value.content_hash
+        try:
+            feature_events = list(materialize_stage(
+                context, asset="validated_features", store=st,
+                modules=("pipelines.stages.features",),
+                config=dataset.stage_config("validated_features"),
+                inputs={"raw_data": raw_hash}, output_name="validated_features",
+                compute=lambda key: build_features(dataset, st, st.get_manifest(raw_hash))))
+        except dg.Failure as exc:
+            raise dg.Failure(description=f"{exc.description}\n(The rejected snapshot is kept "
+                                         f"in the store as {raw_hash}.)") from exc
+        yield from raw_events
+        yield from feature_events
 
-    return validated_features
+    return ingest

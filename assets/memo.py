@@ -53,6 +53,7 @@ def materialize_stage(
     config: dict[str, Any],
     inputs: dict[str, str],
     compute: Compute,
+    output_name: str = "result",
 ) -> Iterator[Any]:
     """Yield check results and the output of a stage, computing it only on a miss.
 
@@ -64,6 +65,7 @@ def materialize_stage(
         config: The spec/config that shapes the output.
         inputs: Content hashes of the inputs, by input name.
         compute: Called with the recipe key on a miss; returns the stage result.
+        output_name: The output to yield (the asset name inside a multi-asset).
     """
     start = time.perf_counter()
     key = recipe_key(asset, code_fingerprint(*modules), config, inputs)
@@ -86,6 +88,6 @@ def materialize_stage(
     metadata = {k: _metadata_value(v) for k, v in record["metadata"].items()}
     metadata |= {"recipe_key": key, "content_hash": content_hash, "cache": cache,
                  "seconds": round(time.perf_counter() - start, 4)}
-    yield dg.Output(ArtifactRef(asset, content_hash), data_version=dg.DataVersion(content_hash),
-                    metadata=metadata)
+    yield dg.Output(ArtifactRef(asset, content_hash), output_name=output_name,
+                    data_version=dg.DataVersion(content_hash), metadata=metadata)
     yield from _check_results(record["checks"], asset)

@@ -171,7 +171,7 @@ def train(
             loss = loss_fn(logits, y[idx])
             loss.backward()
             opt.step()
-            total += float(loss) * len(idx)
+            total += float(loss.detach()) * len(idx)
             seen += len(idx)
         model.eval()
         with torch.no_grad():

@@ -68,14 +68,21 @@ class Chain:
         import dagster as dg
 
         self.home, self.spec, self.monkeypatch = home, spec, monkeypatch
-        monkeypatch.setenv("TIDELINE_SPEC", str(spec))
-        self.instance = dg.DagsterInstance.local_temp(tempdir=str(home / "dagster"))
+        (home / "dagster").mkdir(parents=True, exist_ok=True)
+        self.instance = dg.DagsterInstance.local_temp(
+            tempdir=str(home / "dagster"), overrides={"telemetry": {"enabled": False}})
 
     def defs(self):
         from definitions import build_definitions
 
         self.monkeypatch.setenv("TIDELINE_SPEC", str(self.spec))
+        self.monkeypatch.setenv("TIDELINE_HOME", str(self.home))
         return build_definitions()
+
+    def store(self):
+        from pipelines.store import ArtifactStore
+
+        return ArtifactStore(self.home / "store")
 
     def run(self):
         job = self.defs().resolve_job_def("training_job")
@@ -107,8 +114,8 @@ def failure_text(result) -> str:
 
 @pytest.fixture
 def chain_factory(home, monkeypatch):
-    def make(spec: Path) -> Chain:
-        return Chain(home, spec, monkeypatch)
+    def make(spec: Path, state: Path | None = None) -> Chain:
+        return Chain(state or home, spec, monkeypatch)
 
     return make
 
@@ -119,3 +126,12 @@ def pytest_collection_modifyitems(config, items):
         for item in items:
             if "slow" in item.keywords:
                 item.add_marker(skip)
+
+
+def demo_data(state: Path) -> Path:
+    from pipelines.demo_data import write_breast_cancer
+
+    return write_breast_cancer(state / "data" / "breast_cancer.parquet")
+
+
+CHAIN = ["raw_data", "validated_features", "trained_weights", "quantized_weights", "model_card"]
