@@ -1,0 +1,57 @@
+"""The demo as a user runs it, and a code change in one stage, through `python -m cli.demo`."""
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO
+
+pytestmark = pytest.mark.slow
+ROW = re.compile(r"^(\w+)\s+(hit|miss)\s+(b3:[0-9a-f]+)\s+([0-9.]+)$", re.M)
+
+
+def demo(cwd: Path, state: Path) -> tuple[dict[str, str], str]:
+    env = {**os.environ, "PYTHONPATH": str(cwd), "TIDELINE_HOME": str(state),
+           "DAGSTER_HOME": str(state / "dagster"), "TIDELINE_SPEC": "demo"}
+    for module in ("cli.setup_state", "cli.demo"):
+        proc = subprocess.run([sys.executable, "-m", module], cwd=cwd, env=env,
+                              capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+    return {m[0]: m[1] for m in ROW.findall(proc.stdout)}, proc.stdout
+
+
+def test_demo_runs_end_to_end_then_hits(tmp_path):
+    state = tmp_path / "state"
+    first, out = demo(REPO, state)
+    assert first == dict.fromkeys(["raw_data", "validated_features", "trained_weights",
+                                   "quantized_weights", "model_card"], "miss")
+    card = Path(re.search(r"model card: (\S+)", out).group(1))
+    assert card.exists() and "ROC" in card.with_suffix(".md").read_text()
+    assert "<img" in card.read_text()
+    second, _ = demo(REPO, state)
+    assert set(second.values()) == {"hit"}
+    assert not (REPO / "mlflow.db").exists() and not (REPO / "mlruns").exists()
+
+
+def test_code_change_recomputes_that_stage_and_downstream_only(tmp_path):
+    copy = tmp_path / "repo"
+    for name in ("pipelines", "assets", "resources", "jobs", "schedules", "cli", "datasets"):
+        shutil.copytree(REPO / name, copy / name,
+                        ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("definitions.py", "dagster.yaml"):
+        shutil.copy(REPO / name, copy / name)
+    state = tmp_path / "state"
+    first, _ = demo(copy, state)
+    assert set(first.values()) == {"miss"}
+    stage = copy / "pipelines" / "stages" / "quantization.py"
+    text = stage.read_text()
+    assert 'info={"tolerances":' in text
+    stage.write_text(text.replace('info={"tolerances":', 'info={"format": 2, "tolerances":'))
+    second, _ = demo(copy, state)
+    assert second == {"raw_data": "hit", "validated_features": "hit", "trained_weights": "hit",
+                      "quantized_weights": "miss", "model_card": "miss"}
