@@ -40,7 +40,10 @@ def _check_results(checks: list[dict[str, Any]], asset: str) -> Iterator[dg.Asse
             metadata={"column": check.get("column", ""), "rule": check.get("rule", ""),
                       "failed_rows": int(check.get("failed_rows", 0)),
                       "failed_fraction": float(check.get("failed_fraction", 0.0)),
-                      "examples": dg.MetadataValue.json(check.get("examples", []))},
+                      "examples": dg.MetadataValue.json(check.get("examples", [])),
+                      "rules": dg.MetadataValue.json([
+                          {"rule": r["rule"], "passed": r["passed"],
+                           "failed_rows": r["failed_rows"]} for r in check.get("rules", [])])},
         )
 
 

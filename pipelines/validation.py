@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from pipelines.spec import DatasetSpec
 
 EXAMPLES = 5
+SHARE_CHECK = "failed_row_share"
 
 
 @dataclass
@@ -41,24 +42,26 @@ class CheckOutcome:
 
 
 def check_names(spec: DatasetSpec) -> list[tuple[str, str]]:
-    """(check name, description) for every rule the spec implies, in a stable order.
+    """(check name, description) of the asset checks the spec implies, in a stable order.
 
-    Definitions build their asset checks from this list, so it must match the names
-    `validate` reports.
+    One check per column (all of its rules) and one for the share of failed rows:
+    Dagster records every check result as an event, so a check per rule would cost a
+    no-op run one event per rule and column.
     """
-    names = [(f"{spec.target.column}__exists", f"target column {spec.target.column} present"),
-             (f"{spec.target.column}__target_class", "target holds a known class")]
+    names = [(spec.target.column, f"target column {spec.target.column} present, known classes")]
     for col, cs in spec.columns.items():
-        names.append((f"{col}__exists", f"column {col} present"))
-        names.append((f"{col}__null_limit", f"at most {cs.max_null_fraction:.0%} missing"))
+        rules = ["present", f"at most {cs.max_null_fraction:.0%} missing"]
         if cs.type == "numeric":
-            names.append((f"{col}__numeric", "values are numbers"))
-            names.append((f"{col}__finite", "no infinite values"))
+            rules += ["numbers", "finite"]
             if cs.min is not None or cs.max is not None:
-                names.append((f"{col}__range", f"values within [{cs.min}, {cs.max}]"))
+                rules.append(f"within [{cs.min}, {cs.max}]")
         elif cs.categories is not None:
-            names.append((f"{col}__allowed_categories", "values in the allowed categories"))
-    return [(_safe(n), d) for n, d in names]
+            rules.append("in the allowed categories")
+        names.append((col, f"column {col}: " + ", ".join(rules)))
+    names = [(_safe(n), d) for n, d in names]
+    names.append((SHARE_CHECK, f"at most {spec.validation.max_failed_fraction:.1%} of rows "
+                               "quarantined (validation.max_failed_fraction)"))
+    return names
 
 
 def _safe(name: str) -> str:
@@ -89,7 +92,28 @@ class ValidationResult:
         return "\n".join(lines)
 
     def check_dicts(self) -> list[dict[str, Any]]:
-        return [asdict(c) for c in self.checks]
+        """Rule outcomes grouped into one asset check per column, plus the share check."""
+        by_column: dict[str, list[CheckOutcome]] = {}
+        for c in self.checks:
+            by_column.setdefault(c.column, []).append(c)
+        out = []
+        for column, outcomes in by_column.items():
+            failed = [c for c in outcomes if not c.passed]
+            out.append({
+                "name": _safe(column), "column": column, "passed": not failed,
+                "row_level": all(c.row_level for c in failed),
+                "rule": "; ".join(c.rule for c in failed) or "all rules hold",
+                "failed_rows": sum(c.failed_rows for c in failed if c.row_level),
+                "failed_fraction": max((c.failed_fraction for c in failed), default=0.0),
+                "examples": [e for c in failed for e in c.examples][:EXAMPLES],
+                "rules": [asdict(c) for c in outcomes],
+            })
+        out.append({"name": SHARE_CHECK, "column": "", "row_level": False,
+                    "passed": self.failed_fraction <= self.limit,
+                    "rule": f"quarantined share {self.failed_fraction:.2%} <= {self.limit:.2%}",
+                    "failed_rows": len(self.quarantine),
+                    "failed_fraction": self.failed_fraction, "examples": [], "rules": []})
+        return out
 
 
 def _expectations(spec: DatasetSpec, present: set[str]) -> list[tuple[str, Any]]:

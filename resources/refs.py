@@ -30,7 +30,7 @@ class RefIOManager(dg.ConfigurableIOManager):
         return Path(self.root) / run_id / f"{asset}.json"
 
     def handle_output(self, context: dg.OutputContext, obj: ArtifactRef) -> None:
-        path = self._path(context.run_id, obj.asset)
+        path = self._path(context.run_id, context.asset_key.to_user_string())
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps({"asset": obj.asset, "content_hash": obj.content_hash}))
 

@@ -25,4 +25,6 @@ def spec_path() -> Path:
 
 
 def mlflow_uri(state: Path) -> str:
-    return os.environ.get("MLFLOW_TRACKING_URI", f"sqlite:///{state / 'mlflow' / 'mlflow.db'}")
+    # Not MLFLOW_TRACKING_URI: mlflow.set_tracking_uri() writes that variable into the
+    # process environment, so it would leak from one set of definitions to the next.
+    return os.environ.get("TIDELINE_MLFLOW_URI", f"sqlite:///{state / 'mlflow' / 'mlflow.db'}")

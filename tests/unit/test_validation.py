@@ -23,7 +23,9 @@ def test_clean_rows_pass_and_are_typed():
     res = validate(raw(), SPEC)
     assert not res.failed and len(res.clean) == 4 and res.quarantine.empty
     assert res.clean["x"].dtype == np.float64
-    assert {c.name for c in res.checks} <= {n for n, _ in check_names(SPEC)}
+    reported = {c["name"]: c["passed"] for c in res.check_dicts()}
+    assert set(reported) == {n for n, _ in check_names(SPEC)}
+    assert all(reported.values())
 
 
 def test_bad_rows_are_quarantined_with_reasons():
@@ -47,3 +49,6 @@ def test_missing_column_fails_by_name():
     assert res.failed
     missing = [c for c in res.checks if not c.passed]
     assert [c.name for c in missing] == ["c__exists"]
+    grouped = {c["name"]: c for c in res.check_dicts()}
+    assert not grouped["c"]["passed"] and not grouped["c"]["row_level"]
+    assert grouped["x"]["passed"] and grouped["failed_row_share"]["passed"]

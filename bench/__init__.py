@@ -1,0 +1,1 @@
+"""Benchmarks: each prints a ratio measured side by side in one run."""
