@@ -1,0 +1,93 @@
+"""The chain's `pipelines` functions called from a plain script: the baseline for Dagster.
+
+Does the same work as `training_job` (recipe keys, store writes, MLflow logging), with
+no Dagster. Run as ``python -m bench.plain_chain`` with TIDELINE_HOME set.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def main() -> None:
+    from pipelines.artifacts import save_result
+    from pipelines.devices import training_device
+    from pipelines.ingest import StatCache, local_source_path
+    from pipelines.recipe import code_fingerprint, recipe_key, thread_count
+    from pipelines.spec import load_spec
+    from pipelines.stages.features import build_features
+    from pipelines.stages.model_card import build_card
+    from pipelines.stages.quantization import build_variants
+    from pipelines.stages.raw import snapshot_source
+    from pipelines.stages.training import build_trained_weights
+    from pipelines.store import ArtifactStore
+    from pipelines.tracking import log_card, log_training
+    from resources.settings import mlflow_uri, spec_path, state_dir
+
+    state, spec = state_dir(), load_spec(spec_path())
+    store = ArtifactStore(state / "store")
+    uri = mlflow_uri(state)
+
+    def stage(asset, module, config, inputs, compute):
+        key = recipe_key(asset, code_fingerprint(module), config, inputs)
+        record = store.lookup(asset, key)
+        if record is None:
+            result = compute(key)
+            manifest = save_result(store, result)
+            record = {"content_hash": manifest.content_hash, "metadata": {}, "checks": []}
+            store.record(asset, key, record)
+        return record["content_hash"]
+
+    def experiment():
+        import mlflow
+
+        mlflow.set_tracking_uri(uri)
+        exp = mlflow.get_experiment_by_name(spec.name)
+        return exp.experiment_id if exp else mlflow.create_experiment(
+            spec.name, artifact_location=str(state / "mlflow" / "artifacts"))
+
+    source_hash, _ = StatCache(state / "scratch" / "stat.db").file_hash(
+        local_source_path(spec.source.path))
+    raw = stage("raw_data", "pipelines.stages.raw", {"format": spec.source.resolved_format},
+                {"source": source_hash}, lambda k: snapshot_source(spec, store))
+    feats = stage("validated_features", "pipelines.stages.features",
+                  spec.stage_config("validated_features"), {"raw_data": raw},
+                  lambda k: build_features(spec, store, store.get_manifest(raw)))
+    device = training_device()
+
+    def train(key):
+        def log_run(run):
+            return log_training(uri, experiment(), run_name="trained_weights",
+                                tags={"recipe_key": key}, **run)
+
+        return build_trained_weights(
+            spec, store, store.get_manifest(feats), threads=thread_count(), device=device,
+            checkpoint_dir=Path(state / "scratch" / "checkpoints" / key.split(":")[-1]),
+            log_run=log_run)
+
+    weights = stage("trained_weights", "pipelines.stages.training",
+                    spec.stage_config("trained_weights") | {"device": device},
+                    {"validated_features": feats}, train)
+    variants = stage("quantized_weights", "pipelines.stages.quantization",
+                     spec.stage_config("quantized_weights"),
+                     {"validated_features": feats, "trained_weights": weights},
+                     lambda k: build_variants(spec, store, store.get_manifest(feats),
+                                              store.get_manifest(weights)))
+    refs = {"validated_features": feats, "trained_weights": weights,
+            "quantized_weights": variants}
+
+    def card(key):
+        result = build_card(spec, store, *(store.get_manifest(h) for h in refs.values()),
+                            lineage=refs)
+        log_card(uri, experiment(), run_name="model_card",
+                 files={k: v for k, v in result.files.items() if k != "card.json"},
+                 metrics={k: v for k, v in result.metadata.items() if isinstance(v, float)},
+                 tags={"recipe_key": key})
+        return result
+
+    stage("model_card", "pipelines.stages.model_card", spec.stage_config("model_card"), refs,
+          card)
+
+
+if __name__ == "__main__":
+    main()
