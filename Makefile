@@ -12,6 +12,7 @@ export PYTHONPATH := $(CURDIR)
 export TIDELINE_THREADS ?= 1
 export MPLBACKEND := Agg
 export GIT_PYTHON_REFRESH := quiet
+export MLFLOW_DISABLE_TELEMETRY := true
 
 .PHONY: install state demo test ui bench lint clean lock
 

@@ -13,6 +13,19 @@ from pipelines.spec import DatasetSpec
 from resources.store import ArtifactStoreResource, DatasetSpecResource
 
 
+def _snapshot(dataset, store):
+    from pipelines.stages.raw import snapshot_source
+
+    return snapshot_source(dataset, store)
+
+
+def _features(dataset, store, raw_hash: str):
+    # Imported on a miss only: the cache-hit path loads no heavy library.
+    from pipelines.stages.features import build_features
+
+    return build_features(dataset, store, store.get_manifest(raw_hash))
+
+
 def build_ingest_assets(spec: DatasetSpec) -> dg.AssetsDefinition:
     """The two assets, with validation checks built from the spec when definitions load."""
     from pipelines.validation import check_names
@@ -37,9 +50,6 @@ def build_ingest_assets(spec: DatasetSpec) -> dg.AssetsDefinition:
     )
     def ingest(context: dg.AssetExecutionContext, spec: DatasetSpecResource,
                store: ArtifactStoreResource):
-        from pipelines.stages.features import build_features
-        from pipelines.stages.raw import snapshot_source
-
         dataset, st = spec.get(), store.get()
         try:
             path = local_source_path(dataset.source.path)
@@ -49,7 +59,7 @@ def build_ingest_assets(spec: DatasetSpec) -> dg.AssetsDefinition:
         raw_events = list(materialize_stage(
             context, asset="raw_data", store=st, modules=("pipelines.stages.raw",),
             config={"format": dataset.source.resolved_format}, inputs={"source": source_hash},
-            compute=lambda key: snapshot_source(dataset, st), output_name="raw_data"))
+            compute=lambda key: _snapshot(dataset, st), output_name="raw_data"))
         raw_hash = raw_events[0].value.content_hash
         try:
             feature_events = list(materialize_stage(
@@ -57,7 +67,7 @@ def build_ingest_assets(spec: DatasetSpec) -> dg.AssetsDefinition:
                 modules=("pipelines.stages.features",),
                 config=dataset.stage_config("validated_features"),
                 inputs={"raw_data": raw_hash}, output_name="validated_features",
-                compute=lambda key: build_features(dataset, st, st.get_manifest(raw_hash))))
+                compute=lambda key: _features(dataset, st, raw_hash)))
         except dg.Failure as exc:
             raise dg.Failure(description=f"{exc.description}\n(The rejected snapshot is kept "
                                          f"in the store as {raw_hash}.)") from exc

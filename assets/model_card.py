@@ -14,14 +14,14 @@ def model_card(context: dg.AssetExecutionContext, validated_features: ArtifactRe
                trained_weights: ArtifactRef, quantized_weights: ArtifactRef,
                spec: DatasetSpecResource, store: ArtifactStoreResource,
                mlflow: MlflowResource):
-    from pipelines.stages.model_card import build_card
-    from pipelines.tracking import log_card
-
     dataset, st = spec.get(), store.get()
     refs = {"validated_features": validated_features, "trained_weights": trained_weights,
             "quantized_weights": quantized_weights}
 
     def compute(key: str):
+        from pipelines.stages.model_card import build_card
+        from pipelines.tracking import log_card
+
         result = build_card(dataset, st, *(st.get_manifest(r.content_hash) for r in
                                            refs.values()),
                             lineage={name: r.content_hash for name, r in refs.items()})

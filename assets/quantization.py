@@ -12,8 +12,6 @@ from resources.store import ArtifactStoreResource, DatasetSpecResource
 def quantized_weights(context: dg.AssetExecutionContext, validated_features: ArtifactRef,
                       trained_weights: ArtifactRef, spec: DatasetSpecResource,
                       store: ArtifactStoreResource):
-    from pipelines.stages.quantization import build_variants
-
     dataset, st = spec.get(), store.get()
     yield from materialize_stage(
         context, asset="quantized_weights", store=st,
@@ -21,7 +19,12 @@ def quantized_weights(context: dg.AssetExecutionContext, validated_features: Art
         config=dataset.stage_config("quantized_weights"),
         inputs={"validated_features": validated_features.content_hash,
                 "trained_weights": trained_weights.content_hash},
-        compute=lambda key: build_variants(dataset, st,
-                                           st.get_manifest(validated_features.content_hash),
-                                           st.get_manifest(trained_weights.content_hash)),
+        compute=lambda key: _variants(dataset, st, validated_features, trained_weights),
     )
+
+
+def _variants(dataset, store, features: ArtifactRef, weights: ArtifactRef):
+    from pipelines.stages.quantization import build_variants
+
+    return build_variants(dataset, store, store.get_manifest(features.content_hash),
+                          store.get_manifest(weights.content_hash))

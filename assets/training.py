@@ -17,9 +17,6 @@ from resources.store import ArtifactStoreResource, DatasetSpecResource, MlflowRe
 def trained_weights(context: dg.AssetExecutionContext, validated_features: ArtifactRef,
                     spec: DatasetSpecResource, store: ArtifactStoreResource,
                     mlflow: MlflowResource):
-    from pipelines.stages.training import build_trained_weights
-    from pipelines.tracking import log_training
-
     dataset, st, device = spec.get(), store.get(), training_device()
 
     def on_epoch(row: dict[str, Any]) -> None:
@@ -28,6 +25,11 @@ def trained_weights(context: dg.AssetExecutionContext, validated_features: Artif
             f"val loss {row['val_loss']:.4f}, val AUC {row['val_auc']:.4f}")
 
     def compute(key: str):
+        import shutil
+
+        from pipelines.stages.training import build_trained_weights
+        from pipelines.tracking import log_training
+
         def log_run(run: dict[str, Any]) -> str:
             return log_training(
                 mlflow.tracking_uri, mlflow.experiment(dataset.name), run_name="trained_weights",
@@ -35,11 +37,14 @@ def trained_weights(context: dg.AssetExecutionContext, validated_features: Artif
                       "dataset_spec": dataset.name, "dagster_run_id": context.run_id},
                 **run)
 
-        return build_trained_weights(
+        checkpoints = Path(store.checkpoint_dir("trained_weights", key))
+        result = build_trained_weights(
             dataset, st, st.get_manifest(validated_features.content_hash),
-            threads=thread_count(), device=device,
-            checkpoint_dir=Path(store.checkpoint_dir("trained_weights", key)),
+            threads=thread_count(), device=device, checkpoint_dir=checkpoints,
             on_epoch=on_epoch, log_run=log_run)
+        # A retried run resumes from the checkpoint; once the result exists it is not needed.
+        shutil.rmtree(checkpoints, ignore_errors=True)
+        return result
 
     yield from materialize_stage(
         context, asset="trained_weights", store=st, modules=("pipelines.stages.training",),

@@ -39,8 +39,9 @@ def main() -> None:
         return record["content_hash"]
 
     def experiment():
-        import mlflow
+        from pipelines.tracking import import_mlflow
 
+        mlflow = import_mlflow()
         mlflow.set_tracking_uri(uri)
         exp = mlflow.get_experiment_by_name(spec.name)
         return exp.experiment_id if exp else mlflow.create_experiment(

@@ -7,7 +7,7 @@ from pathlib import Path
 
 
 def training_device() -> str:
-    """``TIDELINE_DEVICE`` (``auto``, ``cpu``, ``cuda``); ``auto`` means CUDA when a driver is loaded."""
+    """``TIDELINE_DEVICE``: ``auto`` (CUDA when a driver is loaded), ``cpu`` or ``cuda``."""
     requested = os.environ.get("TIDELINE_DEVICE", "auto")
     if requested != "auto":
         return requested

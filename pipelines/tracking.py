@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+import os
 import tempfile
 from pathlib import Path
 from typing import Any
+
+
+def import_mlflow() -> Any:
+    """Import mlflow with its usage telemetry off (Tideline sends nothing anywhere)."""
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    import mlflow
+
+    return mlflow
 
 
 def log_training(tracking_uri: str, experiment_id: str, *, run_name: str,
@@ -12,8 +21,9 @@ def log_training(tracking_uri: str, experiment_id: str, *, run_name: str,
                  metrics: dict[str, float], onnx_model: bytes, tags: dict[str, str],
                  reference: Any) -> str:
     """Log params, per-epoch metrics, the ONNX model and the drift reference; returns run id."""
-    import mlflow
     import onnx
+
+    mlflow = import_mlflow()
 
     mlflow.set_tracking_uri(tracking_uri)
     with mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=tags) as run:
@@ -32,7 +42,7 @@ def log_training(tracking_uri: str, experiment_id: str, *, run_name: str,
 
 def log_card(tracking_uri: str, experiment_id: str, *, run_name: str, files: dict[str, bytes],
              metrics: dict[str, float], tags: dict[str, str]) -> str:
-    import mlflow
+    mlflow = import_mlflow()
 
     mlflow.set_tracking_uri(tracking_uri)
     with mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=tags) as run:

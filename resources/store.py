@@ -55,7 +55,9 @@ class MlflowResource(dg.ConfigurableResource):
 
     def experiment(self, name: str) -> str:
         """Set the tracking URI and return the experiment id (created on first use)."""
-        import mlflow
+        from pipelines.tracking import import_mlflow
+
+        mlflow = import_mlflow()
 
         mlflow.set_tracking_uri(self.tracking_uri)
         exp = mlflow.get_experiment_by_name(name)

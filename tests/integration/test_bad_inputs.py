@@ -5,7 +5,7 @@ import io
 import pandas as pd
 import pytest
 
-from tests.conftest import CHAIN, fast_adult_spec, failure_text, materializations
+from tests.conftest import CHAIN, failure_text, fast_adult_spec, materializations
 
 pytestmark = pytest.mark.slow
 

@@ -18,7 +18,8 @@ def test_definitions_snapshot(monkeypatch, tmp_path):
     assert schedule.job_name == "training_job"
     checks = {k.name for k in defs.resolve_asset_graph().asset_check_keys}
     # One check per column (30 features and the target) plus the failed-row share.
-    assert len(checks) == 32 and {"diagnosis", "failed_row_share"} <= checks and {"mean_radius", "worst_symmetry"} <= checks
+    assert len(checks) == 32
+    assert {"diagnosis", "failed_row_share", "mean_radius", "worst_symmetry"} <= checks
 
 
 def test_asset_keys_do_not_depend_on_the_spec(monkeypatch, tmp_path):

@@ -47,5 +47,6 @@ def test_resume_from_checkpoint_gives_identical_weights(tmp_path, data):
 
 def test_training_learns(data):
     train_rows, val_rows, params = data
-    result = train(train_rows, val_rows, params, TrainingSpec(epochs=15, hidden=[16], batch_size=32, learning_rate=3e-3), threads=1)
+    cfg = TrainingSpec(epochs=15, hidden=[16], batch_size=32, learning_rate=3e-3)
+    result = train(train_rows, val_rows, params, cfg, threads=1)
     assert result.history[result.best_epoch]["val_auc"] > 0.95

@@ -1,0 +1,43 @@
+"""A cache-hit run loads no data and imports no heavy library."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import REPO, demo_data
+
+pytestmark = pytest.mark.slow
+
+HEAVY = ["torch", "mlflow", "great_expectations", "onnx", "onnxruntime", "sklearn", "pyarrow",
+         "pandas", "matplotlib", "evidently"]
+
+SCRIPT = """
+import json, sys
+import dagster as dg
+from definitions import defs
+instance = dg.DagsterInstance.get()
+result = defs.resolve_job_def("training_job").execute_in_process(instance=instance)
+caches = [e.materialization.metadata["cache"].value
+          for e in result.get_asset_materialization_events()]
+print(json.dumps({"caches": caches, "heavy": [m for m in %r if m in sys.modules]}))
+"""
+
+
+def run(home):
+    env = {**os.environ, "PYTHONPATH": str(REPO), "TIDELINE_HOME": str(home),
+           "DAGSTER_HOME": str(home / "dagster"), "TIDELINE_SPEC": "demo"}
+    out = subprocess.run([sys.executable, "-c", SCRIPT % HEAVY], cwd=REPO, env=env, check=True,
+                         capture_output=True, text=True, timeout=600)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_hit_run_imports_nothing_heavy(home):
+    demo_data(home)
+    first = run(home)
+    assert set(first["caches"]) == {"miss"} and "torch" in first["heavy"]
+    second = run(home)
+    assert second["caches"] == ["hit"] * 5
+    assert second["heavy"] == []
