@@ -41,10 +41,15 @@ def plots(y: Any, probabilities: dict[str, Any]) -> dict[str, bytes]:
     fig, ax = plt.subplots(figsize=(4.5, 4.5), dpi=100)
     for variant, p in probabilities.items():
         cal = calibration(y, p)
-        pts = [(m, f) for m, f in zip(cal["mean_predicted"], cal["fraction_positive"])
-               if m is not None]
-        ax.plot([a for a, _ in pts], [b for _, b in pts], "o-", label=variant)
+        pts = [(m, f, n) for m, f, n in zip(cal["mean_predicted"], cal["fraction_positive"],
+                                            cal["count"]) if m is not None]
+        line = ax.plot([a for a, _, _ in pts], [b for _, b, _ in pts], "-", lw=1, alpha=0.6,
+                       label=variant)[0]
+        ax.scatter([a for a, _, _ in pts], [b for _, b, _ in pts], color=line.get_color(),
+                   s=[12 + 300 * n / len(y) for _, _, n in pts], alpha=0.8)
     ax.plot([0, 1], [0, 1], "k:", lw=1)
+    ax.text(0.98, 0.02, "marker area ∝ rows in bin", ha="right", fontsize=8,
+            transform=ax.transAxes)
     ax.set(xlabel="mean predicted probability", ylabel="observed positive fraction",
            title="Calibration (test rows)")
     ax.legend(loc="upper left")
@@ -83,7 +88,7 @@ def render_markdown(card: dict[str, Any]) -> str:
         "## Metrics on held-out test rows",
         _table(["variant", *metric_names], metric_rows),
         "## Size and latency (ONNX Runtime, CPU, 1 thread)",
-        _table(["variant", "bytes", "ms @ batch 1", "ms @ batch 256", "max |Δp| vs fp32"],
+        _table(["variant", "bytes", "ms @ batch 1", "ms @ batch 256", "max abs Δp vs fp32"],
                perf_rows),
         "## Training",
         f"Best epoch {t['best_epoch']} of {t['epochs_run']} (early stopping, patience "
