@@ -78,6 +78,20 @@ def hash_json(value: Any) -> str:
     return hash_bytes(canonical_json(value))
 
 
+def _canonical_floats(values: Any) -> Any:
+    """One bit pattern per value: every NaN alike, -0.0 as 0.0; copies only when needed."""
+    import numpy as np
+
+    values = np.ascontiguousarray(values)
+    nan = np.isnan(values)
+    if nan.any():
+        values = np.where(nan, np.nan, values)
+    ints = values.view(np.int32 if values.dtype == np.float32 else np.int64)
+    if (ints == np.iinfo(ints.dtype).min).any():  # the bit pattern of -0.0
+        values = values + 0.0
+    return values
+
+
 def hash_frame(frame: pd.DataFrame) -> str:
     """Hash a DataFrame by its logical content.
 
@@ -115,16 +129,13 @@ def hash_table(table: Any) -> str:
                 validity.update(np.asarray(chunk.is_valid()).tobytes())
             typ = chunk.type
             if pa.types.is_floating(typ):
-                values = chunk.to_numpy(zero_copy_only=False)
-                nan = np.isnan(values)
-                if nan.any():
-                    values = np.where(nan, np.nan, values)
-                values = values + 0.0  # turns -0.0 into 0.0
-                values_h.update(np.ascontiguousarray(values).tobytes())
+                values = _canonical_floats(chunk.to_numpy(zero_copy_only=False))
+                values_h.update(memoryview(values).cast("B"))
             elif pa.types.is_integer(typ) or pa.types.is_boolean(typ):
                 fill = False if pa.types.is_boolean(typ) else pa.scalar(0, typ)
-                filled = pc.fill_null(chunk, fill).to_numpy(zero_copy_only=False)
-                values_h.update(np.ascontiguousarray(filled).tobytes())
+                filled = pc.fill_null(chunk, fill) if chunk.null_count else chunk
+                values = np.ascontiguousarray(filled.to_numpy(zero_copy_only=False))
+                values_h.update(memoryview(values).cast("B"))
             elif pa.types.is_string(typ) or pa.types.is_large_string(typ):
                 arr = pc.fill_null(chunk, "").cast(pa.large_string())
                 offsets = np.frombuffer(arr.buffers()[1], dtype=np.int64)[

@@ -52,3 +52,12 @@ def test_string_chunks_and_slices_hash_alike():
 def test_canonical_json_is_order_free():
     assert canonical_json({"b": 1, "a": [1, 2]}) == canonical_json({"a": [1, 2], "b": 1})
     assert hash_json({"x": float("nan")}) == hash_json({"x": float("nan")})
+
+
+def test_float32_normalisation_and_integer_nulls():
+    a = pd.DataFrame({"x": np.array([0.0, 1.5], dtype="float32")})
+    b = pd.DataFrame({"x": np.array([-0.0, 1.5], dtype="float32")})
+    assert hash_frame(a) == hash_frame(b)
+    with_null = pd.DataFrame({"n": pd.array([1, None, 3], dtype="Int64")})
+    zero = pd.DataFrame({"n": pd.array([1, 0, 3], dtype="Int64")})
+    assert hash_frame(with_null) != hash_frame(zero)
