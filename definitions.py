@@ -17,7 +17,7 @@ from assets.training import trained_weights
 from jobs import build_jobs
 from pipelines.spec import load_spec
 from resources.refs import RefIOManager
-from resources.settings import mlflow_uri, spec_path, state_dir
+from resources.settings import mlflow_uri, optuna_url, spec_path, state_dir
 from resources.store import ArtifactStoreResource, DatasetSpecResource, MlflowResource
 from schedules import build_schedules
 
@@ -37,7 +37,8 @@ def build_definitions() -> dg.Definitions:
             "store": ArtifactStoreResource(root=str(state / "store"),
                                            scratch_dir=str(state / "scratch")),
             "mlflow": MlflowResource(tracking_uri=mlflow_uri(state),
-                                     artifact_location=str(state / "mlflow" / "artifacts")),
+                                     artifact_location=str(state / "mlflow" / "artifacts"),
+                                     optuna_storage=optuna_url(state)),
             "io_manager": RefIOManager(root=str(state / "refs")),
         },
     )

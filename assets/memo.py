@@ -57,6 +57,7 @@ def materialize_stage(
     inputs: dict[str, str],
     compute: Compute,
     output_name: str = "result",
+    on_saved: Callable[[str, StageResult], None] | None = None,
 ) -> Iterator[Any]:
     """Yield check results and the output of a stage, computing it only on a miss.
 
@@ -69,6 +70,8 @@ def materialize_stage(
         inputs: Content hashes of the inputs, by input name.
         compute: Called with the recipe key on a miss; returns the stage result.
         output_name: The output to yield (the asset name inside a multi-asset).
+        on_saved: Called on a miss with the content hash once the artifact is stored and
+            before its memo entry is written (it may add metadata).
     """
     start = time.perf_counter()
     key = recipe_key(asset, code_fingerprint(*modules), config, inputs)
@@ -82,6 +85,8 @@ def materialize_stage(
             yield from _check_results(exc.checks, asset)
             raise dg.Failure(description=str(exc)) from exc
         manifest = save_result(store, result)
+        if on_saved is not None:
+            on_saved(manifest.content_hash, result)
         record = {"content_hash": manifest.content_hash, "metadata": result.metadata,
                   "checks": result.checks}
         store.record(asset, key, record)

@@ -1,15 +1,24 @@
-"""model_card: metrics, size and latency per variant, plots and lineage, in the UI and MLflow."""
+"""model_card: metrics, fairness, champion comparison and the deploy gate (a blocking check)."""
+
+from typing import Any
 
 import dagster as dg
 
 from assets.memo import materialize_stage
 from pipelines.hashing import hash_bytes
+from pipelines.registry import baseline
 from resources.refs import ArtifactRef
 from resources.store import ArtifactStoreResource, DatasetSpecResource, MlflowResource
 
+GATE = dg.AssetCheckSpec(
+    "deploy_gate", asset="model_card", blocking=True,
+    description="Quality floors, no regression beyond tolerance against the champion, and "
+                "fairness limits from the dataset spec.")
 
-@dg.asset(group_name="model", description="The model card (Markdown and HTML with a ROC "
-          "curve and a calibration plot), logged to MLflow.")
+
+@dg.asset(group_name="model", check_specs=[GATE],
+          description="The model card (Markdown and HTML with ROC, calibration and per-group "
+                      "plots), logged to MLflow; its check is the deploy gate.")
 def model_card(context: dg.AssetExecutionContext, validated_features: ArtifactRef,
                trained_weights: ArtifactRef, quantized_weights: ArtifactRef,
                spec: DatasetSpecResource, store: ArtifactStoreResource,
@@ -17,6 +26,7 @@ def model_card(context: dg.AssetExecutionContext, validated_features: ArtifactRe
     dataset, st = spec.get(), store.get()
     refs = {"validated_features": validated_features, "trained_weights": trained_weights,
             "quantized_weights": quantized_weights}
+    champion = baseline(st, dataset.name, trained_weights.content_hash)
 
     def compute(key: str):
         from pipelines.stages.model_card import build_card
@@ -24,7 +34,8 @@ def model_card(context: dg.AssetExecutionContext, validated_features: ArtifactRe
 
         result = build_card(dataset, st, *(st.get_manifest(r.content_hash) for r in
                                            refs.values()),
-                            lineage={name: r.content_hash for name, r in refs.items()})
+                            lineage={name: r.content_hash for name, r in refs.items()},
+                            champion=champion)
         html = result.files["card.html"]
         result.metadata["card_html"] = {"__path__": st.object_url(hash_bytes(html))}
         result.metadata["mlflow_run_id"] = log_card(
@@ -35,8 +46,25 @@ def model_card(context: dg.AssetExecutionContext, validated_features: ArtifactRe
                   "dataset_spec": dataset.name, "dagster_run_id": context.run_id})
         return result
 
+    def promote_if_passed(content_hash: str, result: Any) -> None:
+        from pipelines.registry import promote
+        from pipelines.tracking import find_version, set_aliases
+
+        if result.metadata["gate"] != "passed":
+            context.log.warning("deploy gate blocked this model; the champion stays")
+            return
+        version = find_version(mlflow.tracking_uri, dataset.name, trained_weights.content_hash)
+        aliases = promote(st, dataset.name, {
+            "version": version, "trained_weights": trained_weights.content_hash,
+            "quantized_weights": quantized_weights.content_hash, "model_card": content_hash})
+        set_aliases(mlflow.tracking_uri, dataset.name, {
+            alias: (entry or {}).get("version") for alias, entry in aliases.items()})
+        result.metadata["promoted_version"] = version
+
     yield from materialize_stage(
         context, asset="model_card", store=st, modules=("pipelines.stages.model_card",),
         config=dataset.stage_config("model_card"),
-        inputs={name: r.content_hash for name, r in refs.items()}, compute=compute,
+        inputs={name: r.content_hash for name, r in refs.items()}
+        | {"champion": champion["quantized_weights"] if champion else "none"},
+        compute=compute, on_saved=promote_if_passed,
     )

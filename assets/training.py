@@ -1,4 +1,4 @@
-"""trained_weights: the PyTorch model, checkpointed per epoch and logged to MLflow."""
+"""trained_weights: Optuna search, the final PyTorch fit, MLflow run and registry version."""
 
 from pathlib import Path
 from typing import Any
@@ -13,11 +13,13 @@ from resources.store import ArtifactStoreResource, DatasetSpecResource, MlflowRe
 
 
 @dg.asset(group_name="model", description="Seeded, deterministic PyTorch tabular model with "
-          "its preprocessing inside, exported to ONNX; a training sample is kept for drift.")
+          "its preprocessing inside, tuned by a resumable Optuna study, exported to ONNX and "
+          "registered in MLflow; a training sample is kept for drift.")
 def trained_weights(context: dg.AssetExecutionContext, validated_features: ArtifactRef,
                     spec: DatasetSpecResource, store: ArtifactStoreResource,
                     mlflow: MlflowResource):
     dataset, st, device = spec.get(), store.get(), training_device()
+    log: dict[str, Any] = {}
 
     def on_epoch(row: dict[str, Any]) -> None:
         context.log.info(
@@ -28,26 +30,52 @@ def trained_weights(context: dg.AssetExecutionContext, validated_features: Artif
         import shutil
 
         from pipelines.stages.training import build_trained_weights
-        from pipelines.tracking import log_training
+        from pipelines.tracking import TrainingLog
 
-        def log_run(run: dict[str, Any]) -> str:
-            return log_training(
-                mlflow.tracking_uri, mlflow.experiment(dataset.name), run_name="trained_weights",
-                tags={"recipe_key": key, "data_hash": validated_features.content_hash,
-                      "dataset_spec": dataset.name, "dagster_run_id": context.run_id},
-                **run)
-
+        study = f"trained_weights-{key.split(':')[-1][:32]}"
+        if dataset.tuning.n_trials:
+            context.log.info(
+                f"Optuna study {study}: {dataset.tuning.n_trials} trials; more workers can "
+                f"join with `python -m cli.tune_worker --study {study}`")
+        log["key"] = key
         checkpoints = Path(store.checkpoint_dir("trained_weights", key))
-        result = build_trained_weights(
-            dataset, st, st.get_manifest(validated_features.content_hash),
-            threads=thread_count(), device=device, checkpoint_dir=checkpoints,
-            on_epoch=on_epoch, log_run=log_run)
+        with TrainingLog(mlflow.tracking_uri, mlflow.experiment(dataset.name),
+                         run_name="trained_weights",
+                         tags={"recipe_key": key, "data_hash": validated_features.content_hash,
+                               "dataset_spec": dataset.name,
+                               "dagster_run_id": context.run_id}) as run:
+            log["run"] = run
+            trial_log = run.trial
+
+            def log_trial(record: Any) -> None:
+                context.log.info(f"trial {record.number}: {record.state}, val loss "
+                                 f"{record.value}, {record.epochs_run} epochs")
+                trial_log(record)
+
+            run.trial = log_trial
+            result = build_trained_weights(
+                dataset, st, st.get_manifest(validated_features.content_hash),
+                threads=thread_count(), device=device, checkpoint_dir=checkpoints,
+                study_url=mlflow.optuna_storage, study_name=study, on_epoch=on_epoch, log=run)
         # A retried run resumes from the checkpoint; once the result exists it is not needed.
         shutil.rmtree(checkpoints, ignore_errors=True)
         return result
+
+    def register(content_hash: str, result: Any) -> None:
+        import json
+
+        from pipelines.tracking import git_commit
+
+        result.metadata["registry_version"] = log["run"].register(dataset.name, tags={
+            "recipe_key": log["key"], "trained_weights": content_hash,
+            "data_hash": validated_features.content_hash, "git_commit": git_commit(),
+            "dataset_spec": dataset.name, "device": device, "threads": str(thread_count()),
+            "best_params": json.dumps(result.metadata.get("best_params")),
+            "stage_config": json.dumps(dataset.stage_config("trained_weights"))})
 
     yield from materialize_stage(
         context, asset="trained_weights", store=st, modules=("pipelines.stages.training",),
         config=dataset.stage_config("trained_weights") | {"device": device},
         inputs={"validated_features": validated_features.content_hash}, compute=compute,
+        on_saved=register,
     )

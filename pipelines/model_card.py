@@ -58,6 +58,34 @@ def plots(y: Any, probabilities: dict[str, Any]) -> dict[str, bytes]:
     return out
 
 
+def fairness_plots(fairness: dict[str, Any]) -> dict[str, bytes]:
+    """Per-group bars (selection rate, TPR, FPR) for each sensitive column."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out = {}
+    for column, result in fairness.items():
+        groups = list(result["groups"])
+        fig, ax = plt.subplots(figsize=(max(4.5, 1.2 * len(groups) + 2), 3.6), dpi=100)
+        width = 0.27
+        for i, rate in enumerate(("selection_rate", "true_positive_rate",
+                                  "false_positive_rate")):
+            xs = [j + (i - 1) * width for j in range(len(groups))]
+            ax.bar(xs, [result["groups"][g][rate] for g in groups], width,
+                   label=rate.replace("_", " "))
+        ax.set_xticks(range(len(groups)))
+        ax.set_xticklabels([f"{g}\n(n={result['groups'][g]['count']}"
+                            f"{'' if result['groups'][g]['gated'] else ', not gated'})"
+                            for g in groups], fontsize=8)
+        ax.set(ylim=(0, 1), title=f"Per-group rates by {column} (test rows)")
+        ax.legend(fontsize=8)
+        out[f"fairness_{column}.png"] = _png(fig)
+    plt.close("all")
+    return out
+
+
 def _png(fig: Any) -> bytes:
     buf = io.BytesIO()
     fig.tight_layout()
@@ -75,9 +103,17 @@ def render_markdown(card: dict[str, Any]) -> str:
                   variants[v]["parity_max_abs_diff"]] for v in variants]
     lineage_rows = [[k, v] for k, v in card["lineage"].items()]
     t = card["training"]
-    parts = [
+    head = [
         f"# Model card: {card['dataset']}",
         card.get("description") or "",
+    ]
+    parts = head + [
+        "## Deploy gate",
+        _gate_section(card["gate"]),
+        "## Comparison with the champion",
+        _champion_section(card),
+        "## Fairness",
+        _fairness_section(card["fairness"]),
         "## Intended use", card["intended_use"],
         "## Limitations", card["limitations"],
         "## Data",
@@ -101,6 +137,51 @@ def render_markdown(card: dict[str, Any]) -> str:
     return "\n\n".join(p for p in parts if p) + "\n"
 
 
+def _gate_section(gate: dict[str, Any]) -> str:
+    verdict = "**PASSED**" if gate["passed"] else "**BLOCKED**"
+    basis = ("against absolute limits and the champion" if gate["compared_with_champion"]
+             else "against absolute limits only (no champion yet)")
+    rows = [["pass" if r["passed"] else "FAIL", r["rule"], r["value"], r["limit"]]
+            for r in gate["rules"]]
+    return f"{verdict}, judged {basis}.\n\n" + _table(["", "rule", "value", "limit"], rows)
+
+
+def _champion_section(card: dict[str, Any]) -> str:
+    champion = card.get("champion")
+    if not champion:
+        return "No champion yet: this model is judged on absolute limits alone."
+    if champion.get("missing_columns"):
+        return (f"Champion: registry version {champion['version']}; it could not be scored on "
+                f"these rows: it needs columns {champion['missing_columns']}.")
+    names = ["roc_auc", "accuracy", "f1", "log_loss", "brier", "ece"]
+    cand = card["variants"]["fp32"]["metrics"]
+    rows = [[m, cand[m], champion["metrics"][m], cand[m] - champion["metrics"][m]]
+            for m in names]
+    return (f"Champion: registry version {champion['version']} "
+            f"(`{champion['trained_weights'][:19]}…`), scored on the same test rows.\n\n"
+            + _table(["metric", "candidate", "champion", "difference"], rows))
+
+
+def _fairness_section(fairness: dict[str, Any]) -> str:
+    if not fairness:
+        return "The dataset spec names no sensitive columns."
+    parts = []
+    for column, result in fairness.items():
+        rows = [[g, v["count"], v["selection_rate"], v["true_positive_rate"],
+                 v["false_positive_rate"], "yes" if v["gated"] else "no (too small)"]
+                for g, v in result["groups"].items()]
+        diffs = [[name, value, f"[{result['intervals'][name][0]:.4f}, "
+                               f"{result['intervals'][name][1]:.4f}]"]
+                 for name, value in result["differences"].items()]
+        parts.append(
+            f"### {column}\n\n"
+            + _table(["group", "rows", "selection rate", "TPR", "FPR", "gated"], rows)
+            + "\n\n" + _table(["difference (gated groups)", "value", "95% bootstrap CI"], diffs)
+            + f"\n\nGroups under {result['min_group_size']} test rows are reported, not gated. "
+              f"Bars: `fairness_{column}.png`.")
+    return "\n\n".join(parts)
+
+
 def render_html(markdown_text: str, images: dict[str, bytes]) -> str:
     """A self-contained HTML page: the card's tables plus the plots inline."""
     body = []
@@ -118,7 +199,9 @@ def render_html(markdown_text: str, images: dict[str, bytes]) -> str:
         if in_table:
             body.append("</table>")
             in_table = False
-        if line.startswith("## "):
+        if line.startswith("### "):
+            body.append(f"<h3>{html.escape(line[4:])}</h3>")
+        elif line.startswith("## "):
             body.append(f"<h2>{html.escape(line[3:])}</h2>")
         elif line.startswith("# "):
             body.append(f"<h1>{html.escape(line[2:])}</h1>")

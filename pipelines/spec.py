@@ -89,6 +89,61 @@ class QuantizationSpec(_Strict):
     fp16_tolerance: float = 0.01
 
 
+class RangeSpec(_Strict):
+    low: float
+    high: float
+    log: bool = False
+
+    @model_validator(mode="after")
+    def _check(self) -> RangeSpec:
+        if self.high < self.low:
+            raise ValueError(f"high ({self.high}) is below low ({self.low})")
+        if self.log and self.low <= 0:
+            raise ValueError("a log range needs low > 0")
+        return self
+
+
+class SearchSpaceSpec(_Strict):
+    """Ranges searched by Optuna; each layer is half the width of the one before."""
+
+    learning_rate: RangeSpec = RangeSpec(low=1e-4, high=1e-2, log=True)
+    width: RangeSpec = RangeSpec(low=16, high=128, log=True)
+    depth: RangeSpec = RangeSpec(low=1, high=3)
+    dropout: RangeSpec = RangeSpec(low=0.0, high=0.4)
+    weight_decay: RangeSpec = RangeSpec(low=1e-6, high=1e-2, log=True)
+    epochs: RangeSpec = RangeSpec(low=10, high=40)
+
+
+class TuningSpec(_Strict):
+    """Hyperparameter search; ``n_trials: 0`` trains once with the ``training`` settings."""
+
+    n_trials: int = Field(0, ge=0)
+    timeout_s: float | None = Field(None, gt=0)
+    pruner: Literal["median", "none"] = "median"
+    seed: int = 0
+    search_space: SearchSpaceSpec = SearchSpaceSpec()
+
+
+class FairnessLimitSpec(_Strict):
+    """A limit on a between-group difference: absolute, and/or relative to the champion."""
+
+    absolute: float | None = None
+    relative: float | None = None
+
+
+class GateSpec(_Strict):
+    """The deploy gate: quality floors, tolerances against the champion, fairness limits."""
+
+    min_metrics: dict[str, float] = Field(default_factory=lambda: {"roc_auc": 0.6})
+    max_metrics: dict[str, float] = Field(default_factory=dict)
+    tolerances: dict[str, float] = Field(
+        default_factory=lambda: {"roc_auc": 0.01, "log_loss": 0.02})
+    fairness: dict[str, FairnessLimitSpec] = Field(default_factory=dict)
+    min_group_size: int = Field(30, ge=1)
+    bootstrap: int = Field(200, ge=0)
+    seed: int = 0
+
+
 class ModelCardSpec(_Strict):
     intended_use: str = "Not stated in the dataset spec."
     limitations: str = "Not stated in the dataset spec."
@@ -105,6 +160,8 @@ class DatasetSpec(_Strict):
     split: SplitSpec = SplitSpec()
     training: TrainingSpec = TrainingSpec()
     quantization: QuantizationSpec = QuantizationSpec()
+    tuning: TuningSpec = TuningSpec()
+    gate: GateSpec = GateSpec()
     model_card: ModelCardSpec = ModelCardSpec()
 
     @model_validator(mode="after")
@@ -136,11 +193,12 @@ class DatasetSpec(_Strict):
                 "source": source
             }
         if stage == "trained_weights":
-            return {"training": dump["training"], "target": dump["target"]}
+            return {k: dump[k] for k in ("training", "target", "tuning")}
         if stage == "quantized_weights":
             return {"quantization": dump["quantization"]}
         if stage == "model_card":
-            return {k: dump[k] for k in ("name", "description", "model_card", "sensitive")}
+            return {k: dump[k] for k in ("name", "description", "model_card", "sensitive",
+                                         "gate")}
         raise KeyError(stage)
 
 

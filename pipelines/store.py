@@ -176,3 +176,15 @@ class ArtifactStore:
 
     def _write_pointer(self, path: str, data: bytes) -> None:
         self._atomic_write(path, data)
+
+    # -- small mutable records (aliases, logs) ----------------------------------------------
+    def read_record(self, name: str) -> dict[str, Any] | None:
+        """A named JSON record under ``records/``, or None if absent."""
+        try:
+            return json.loads(self.fs.cat_file(f"{self._base}/records/{name}.json"))
+        except FileNotFoundError:
+            return None
+
+    def write_record(self, name: str, record: dict[str, Any]) -> None:
+        """Replace a named JSON record atomically."""
+        self._atomic_write(f"{self._base}/records/{name}.json", canonical_json(record))

@@ -1,11 +1,19 @@
-"""MLflow logging of training runs (imported only on a cache miss: mlflow is slow to import)."""
+"""MLflow: training runs with nested trial runs, the model registry and its aliases.
+
+Imported only on a cache miss (``import mlflow`` takes seconds). Models are logged and
+registered as ONNX; nothing is pickled. Registry stages are deprecated: promotion and
+rollback move the ``champion`` and ``previous`` aliases.
+"""
 
 from __future__ import annotations
 
 import os
+import subprocess
 import tempfile
 from pathlib import Path
 from typing import Any
+
+REPO_DIR = Path(__file__).resolve().parent.parent
 
 
 def import_mlflow() -> Any:
@@ -16,34 +24,115 @@ def import_mlflow() -> Any:
     return mlflow
 
 
-def log_training(tracking_uri: str, experiment_id: str, *, run_name: str,
-                 params: dict[str, Any], history: list[dict[str, Any]],
-                 metrics: dict[str, float], onnx_model: bytes, tags: dict[str, str],
-                 reference: Any) -> str:
-    """Log params, per-epoch metrics, the ONNX model and the drift reference; returns run id."""
-    import onnx
+def git_commit() -> str:
+    """The repository's commit, with ``-dirty`` when the tree has changes."""
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_DIR, capture_output=True,
+                             text=True, check=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               cwd=REPO_DIR, capture_output=True, text=True,
+                               timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return sha + ("-dirty" if dirty else "")
 
-    mlflow = import_mlflow()
 
-    mlflow.set_tracking_uri(tracking_uri)
-    with mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=tags) as run:
+class TrainingLog:
+    """One MLflow run per training; each tuning trial is a nested run under it."""
+
+    def __init__(self, tracking_uri: str, experiment_id: str, run_name: str,
+                 tags: dict[str, str]):
+        self.uri, self.experiment_id, self.run_name, self.tags = (
+            tracking_uri, experiment_id, run_name, tags)
+        self.run_id: str | None = None
+        self.model_uri: str | None = None
+        self._mlflow: Any = None
+
+    def __enter__(self) -> TrainingLog:
+        mlflow = self._mlflow = import_mlflow()
+        mlflow.set_tracking_uri(self.uri)
+        run = mlflow.start_run(experiment_id=self.experiment_id, run_name=self.run_name,
+                               tags=self.tags)
+        self.run_id = run.info.run_id
+        return self
+
+    def __exit__(self, exc_type: Any, *exc: Any) -> None:
+        self._mlflow.end_run(status="FAILED" if exc_type else "FINISHED")
+
+    def trial(self, record: Any) -> None:
+        mlflow = self._mlflow
+        with mlflow.start_run(experiment_id=self.experiment_id, nested=True,
+                              run_name=f"trial {record.number}",
+                              tags={"trial_state": record.state}):
+            mlflow.log_params(record.params)
+            for row in record.history:
+                mlflow.log_metrics({k: float(v) for k, v in row.items() if k != "epoch"},
+                                   step=int(row["epoch"]))
+            if record.value is not None:
+                mlflow.log_metric("best_val_loss", record.value)
+            mlflow.log_metric("epochs_run", record.epochs_run)
+
+    def final(self, *, params: dict[str, Any], history: list[dict[str, Any]],
+              metrics: dict[str, float], onnx_model: bytes, reference: Any) -> str:
+        """Log the final fit: params, per-epoch metrics, the ONNX model, the drift reference."""
+        import onnx
+
+        mlflow = self._mlflow
         mlflow.log_params({k: str(v) for k, v in params.items()})
         for row in history:
-            step = int(row["epoch"])
-            mlflow.log_metrics({k: float(v) for k, v in row.items() if k != "epoch"}, step=step)
+            mlflow.log_metrics({k: float(v) for k, v in row.items() if k != "epoch"},
+                               step=int(row["epoch"]))
         mlflow.log_metrics(metrics)
-        mlflow.onnx.log_model(onnx.load_from_string(onnx_model), name="model")
+        info = mlflow.onnx.log_model(onnx.load_from_string(onnx_model), name="model")
+        self.model_uri = info.model_uri
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp, "reference.parquet")
             reference.to_parquet(path, index=False)
             mlflow.log_artifact(str(path), artifact_path="drift_reference")
-        return run.info.run_id
+        assert self.run_id is not None
+        return self.run_id
+
+    def register(self, model_name: str, tags: dict[str, str]) -> int:
+        """Register the logged ONNX model as a new version; returns the version number."""
+        if self.model_uri is None:
+            raise RuntimeError("log the final model before registering it")
+        mlflow = self._mlflow
+        version = mlflow.register_model(self.model_uri, model_name, tags=tags)
+        return int(version.version)
+
+
+def set_aliases(tracking_uri: str, model_name: str, aliases: dict[str, int | None]) -> None:
+    """Point registry aliases at versions (``None`` removes the alias)."""
+    mlflow = import_mlflow()
+    client = mlflow.MlflowClient(tracking_uri=tracking_uri)
+    for alias, version in aliases.items():
+        if version is None:
+            try:
+                client.delete_registered_model_alias(model_name, alias)
+            except mlflow.exceptions.MlflowException:
+                pass
+        else:
+            client.set_registered_model_alias(model_name, alias, str(version))
+
+
+def find_version(tracking_uri: str, model_name: str, trained_weights: str) -> int | None:
+    """The registry version holding a trained_weights artifact (newest if several)."""
+    mlflow = import_mlflow()
+    client = mlflow.MlflowClient(tracking_uri=tracking_uri)
+    found = client.search_model_versions(
+        f"name = '{model_name}' and tags.trained_weights = '{trained_weights}'")
+    return max((int(v.version) for v in found), default=None)
+
+
+def version_tags(tracking_uri: str, model_name: str, version: int) -> dict[str, str]:
+    mlflow = import_mlflow()
+    client = mlflow.MlflowClient(tracking_uri=tracking_uri)
+    return dict(client.get_model_version(model_name, str(version)).tags)
 
 
 def log_card(tracking_uri: str, experiment_id: str, *, run_name: str, files: dict[str, bytes],
              metrics: dict[str, float], tags: dict[str, str]) -> str:
     mlflow = import_mlflow()
-
     mlflow.set_tracking_uri(tracking_uri)
     with mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=tags) as run:
         mlflow.log_metrics(metrics)

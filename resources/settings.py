@@ -28,3 +28,7 @@ def mlflow_uri(state: Path) -> str:
     # Not MLFLOW_TRACKING_URI: mlflow.set_tracking_uri() writes that variable into the
     # process environment, so it would leak from one set of definitions to the next.
     return os.environ.get("TIDELINE_MLFLOW_URI", f"sqlite:///{state / 'mlflow' / 'mlflow.db'}")
+
+
+def optuna_url(state: Path) -> str:
+    return os.environ.get("TIDELINE_OPTUNA_URL", f"sqlite:///{state / 'optuna' / 'studies.db'}")

@@ -48,10 +48,15 @@ class DatasetSpecResource(dg.ConfigurableResource):
 
 
 class MlflowResource(dg.ConfigurableResource):
-    """MLflow tracking: SQLite and a local artifact folder by default."""
+    """Experiment tracking: MLflow and the Optuna study storage.
+
+    Both default to SQLite under the state folder; Postgres URLs scale them out (a shared
+    Optuna study for several workers).
+    """
 
     tracking_uri: str
     artifact_location: str
+    optuna_storage: str
 
     def experiment(self, name: str) -> str:
         """Set the tracking URI and return the experiment id (created on first use)."""

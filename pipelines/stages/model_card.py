@@ -11,7 +11,7 @@ from pipelines.artifacts import StageResult, read_file, read_frame
 from pipelines.evaluation import latency, metrics
 from pipelines.features import LABEL_COLUMN, ROW_COLUMN, SPLIT_COLUMN, onnx_feeds
 from pipelines.hashing import canonical_json
-from pipelines.model_card import plots, render_html, render_markdown
+from pipelines.model_card import fairness_plots, plots, render_html, render_markdown
 from pipelines.quantize import predict, session
 from pipelines.spec import DatasetSpec
 from pipelines.store import ArtifactStore, Manifest
@@ -19,8 +19,42 @@ from pipelines.store import ArtifactStore, Manifest
 VARIANTS = ("fp32", "int8", "fp16")
 
 
+GATE_CHECK = "deploy_gate"
+
+
+def _fairness(spec: DatasetSpec, test: Any, p: np.ndarray) -> dict[str, Any]:
+    from pipelines.fairness import assess
+
+    y = test[LABEL_COLUMN].to_numpy(dtype=int)
+    return {col: assess(y, p, test[col].astype(object).where(test[col].notna(), "missing"),
+                        min_group_size=spec.gate.min_group_size,
+                        bootstrap=spec.gate.bootstrap, seed=spec.gate.seed)
+            for col in spec.sensitive}
+
+
+def _champion(spec: DatasetSpec, store: ArtifactStore, test: Any,
+              entry: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The champion's metrics and fairness on the candidate's held-out rows."""
+    if entry is None:
+        return None
+    manifest = store.get_manifest(entry["quantized_weights"])
+    params = json.loads(read_file(store, manifest, "preprocess.json"))
+    missing = [c for c in (*params["numeric"], *params["categorical"]) if c not in test.columns]
+    if missing:
+        return {"version": entry.get("version"), "trained_weights": entry["trained_weights"],
+                "missing_columns": missing, "metrics": None, "fairness": None}
+    p = predict(session(read_file(store, manifest, "model_fp32.onnx")), onnx_feeds(test, params))
+    y = test[LABEL_COLUMN].to_numpy(dtype=int)
+    return {"version": entry.get("version"), "trained_weights": entry["trained_weights"],
+            "metrics": metrics(y, p), "fairness": _fairness(spec, test, p)}
+
+
 def build_card(spec: DatasetSpec, store: ArtifactStore, features: Manifest, weights: Manifest,
-               variants: Manifest, lineage: dict[str, str]) -> StageResult:
+               variants: Manifest, lineage: dict[str, str],
+               champion: dict[str, Any] | None = None) -> StageResult:
+    """Evaluate every variant, compare with the champion, judge the deploy gate."""
+    from pipelines.gate import judge
+
     frame = read_frame(store, features, "features")
     test = frame[frame[SPLIT_COLUMN] == "test"].reset_index(drop=True)
     params = json.loads(read_file(store, variants, "preprocess.json"))
@@ -41,7 +75,11 @@ def build_card(spec: DatasetSpec, store: ArtifactStore, features: Manifest, weig
             "latency": [latency(sess, feeds, 1), latency(sess, feeds, 256)],
             "parity_max_abs_diff": parity.get(variant, {}).get("max_abs_diff", 0.0),
         }
+    fairness = _fairness(spec, test, probabilities["fp32"])
+    baseline = _champion(spec, store, test, champion)
+    verdict = judge(spec.gate, card_variants["fp32"]["metrics"], baseline, fairness)
     card = {
+        "fairness": fairness, "champion": baseline, "gate": verdict,
         "dataset": spec.name, "description": spec.description,
         "intended_use": spec.model_card.intended_use, "limitations": spec.model_card.limitations,
         "target": spec.target.column, "positive": str(spec.target.positive),
@@ -52,7 +90,7 @@ def build_card(spec: DatasetSpec, store: ArtifactStore, features: Manifest, weig
                      "hidden": training["config"]["hidden"]},
     }
     markdown = render_markdown(card)
-    images = plots(y, probabilities)
+    images = plots(y, probabilities) | fairness_plots(fairness)
     predictions = test[[ROW_COLUMN, LABEL_COLUMN]].copy()
     for variant, p in probabilities.items():
         predictions[f"p_{variant}"] = p
@@ -60,10 +98,20 @@ def build_card(spec: DatasetSpec, store: ArtifactStore, features: Manifest, weig
     return StageResult(
         kind="model_card",
         files={"card.md": markdown.encode(), "card.html": render_html(markdown, images).encode(),
-               "card.json": canonical_json(card), **images},
+               "card.json": canonical_json(card), "gate.json": canonical_json(verdict),
+               **images},
         frames={"predictions": predictions},
         metadata={"model_card": {"__md__": markdown},
                   "roc_auc": round(fp32["roc_auc"], 6), "accuracy": round(fp32["accuracy"], 6),
                   "f1": round(fp32["f1"], 6), "log_loss": round(fp32["log_loss"], 6),
-                  "ece": round(fp32["ece"], 6), "test_rows": int(len(test))},
+                  "ece": round(fp32["ece"], 6), "test_rows": int(len(test)),
+                  "gate": "passed" if verdict["passed"] else "blocked",
+                  "champion_version": str(baseline["version"]) if baseline else "none"},
+        checks=[{"name": GATE_CHECK, "column": "", "passed": verdict["passed"],
+                 "row_level": False,
+                 "rule": "; ".join(r["rule"] for r in verdict["rules"] if not r["passed"])
+                 or "all gate rules hold",
+                 "failed_rows": 0, "failed_fraction": 0.0, "examples": [],
+                 "rules": [{"rule": r["rule"], "passed": r["passed"], "failed_rows": 0}
+                           for r in verdict["rules"]]}],
     )

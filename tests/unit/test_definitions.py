@@ -16,10 +16,13 @@ def test_definitions_snapshot(monkeypatch, tmp_path):
     schedule = defs.resolve_schedule_def("nightly_schedule")
     assert schedule.cron_schedule == "0 2 * * *" and schedule.execution_timezone == "UTC"
     assert schedule.job_name == "training_job"
-    checks = {k.name for k in defs.resolve_asset_graph().asset_check_keys}
+    check_keys = defs.resolve_asset_graph().asset_check_keys
+    on_features = {k.name for k in check_keys if k.asset_key == dg.AssetKey("validated_features")}
     # One check per column (30 features and the target) plus the failed-row share.
-    assert len(checks) == 32
-    assert {"diagnosis", "failed_row_share", "mean_radius", "worst_symmetry"} <= checks
+    assert len(on_features) == 32
+    assert {"diagnosis", "failed_row_share", "mean_radius", "worst_symmetry"} <= on_features
+    assert {k.name for k in check_keys if k.asset_key == dg.AssetKey("model_card")} == {
+        "deploy_gate"}
 
 
 def test_asset_keys_do_not_depend_on_the_spec(monkeypatch, tmp_path):

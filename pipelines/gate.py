@@ -1,0 +1,68 @@
+"""The deploy gate: quality floors, no regression against the champion, fairness limits.
+
+Every rule that is checked is listed with its verdict, so the card can say exactly why
+the gate passed or failed. The first model (no champion) is judged on absolute limits.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pipelines.spec import GateSpec
+
+HIGHER_IS_BETTER = {"roc_auc": True, "accuracy": True, "f1": True, "log_loss": False,
+                    "brier": False, "ece": False}
+
+
+def judge(cfg: GateSpec, candidate: dict[str, float], baseline: dict[str, Any] | None,
+          fairness: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Apply the spec's limits; returns ``{"passed": bool, "rules": [...]}``.
+
+    Args:
+        cfg: The spec's gate section.
+        candidate: The candidate's held-out metrics.
+        baseline: The champion scored on the same rows (``metrics``, ``fairness``), or
+            None when there is no champion yet.
+        fairness: The candidate's fairness per sensitive column.
+    """
+    rules: list[dict[str, Any]] = []
+    champion = baseline["metrics"] if baseline else None
+    champion_fairness = baseline["fairness"] if baseline else None
+    if baseline and baseline.get("missing_columns"):
+        # A schema change: the champion cannot be scored on the candidate's rows.
+        rules.append({"rule": f"champion v{baseline['version']} scored on the same rows "
+                              f"(it needs columns {baseline['missing_columns']} the candidate's "
+                              "data lacks; review and promote by hand)",
+                      "value": float("nan"), "limit": float("nan"), "passed": False})
+
+    def rule(name: str, value: float, limit: float, ok: bool) -> None:
+        rules.append({"rule": name, "value": value, "limit": limit, "passed": bool(ok)})
+
+    for metric, floor in cfg.min_metrics.items():
+        rule(f"{metric} ≥ {floor}", candidate[metric], floor, candidate[metric] >= floor)
+    for metric, ceiling in cfg.max_metrics.items():
+        rule(f"{metric} ≤ {ceiling}", candidate[metric], ceiling, candidate[metric] <= ceiling)
+    if champion is not None:
+        for metric, tol in cfg.tolerances.items():
+            if HIGHER_IS_BETTER.get(metric, True):
+                limit = champion[metric] - tol
+                rule(f"{metric} not below champion's {champion[metric]:.4f} by more than {tol}",
+                     candidate[metric], limit, candidate[metric] >= limit)
+            else:
+                limit = champion[metric] + tol
+                rule(f"{metric} not above champion's {champion[metric]:.4f} by more than {tol}",
+                     candidate[metric], limit, candidate[metric] <= limit)
+    for column, result in fairness.items():
+        for name, value in result["differences"].items():
+            limits = cfg.fairness.get(name)
+            if limits is None:
+                continue
+            if limits.absolute is not None:
+                rule(f"{column}: {name} ≤ {limits.absolute}", value, limits.absolute,
+                     value <= limits.absolute)
+            if limits.relative is not None and champion_fairness and column in champion_fairness:
+                limit = champion_fairness[column]["differences"][name] + limits.relative
+                rule(f"{column}: {name} ≤ champion's + {limits.relative}", value, limit,
+                     value <= limit)
+    return {"passed": all(r["passed"] for r in rules), "rules": rules,
+            "compared_with_champion": baseline is not None}

@@ -1,0 +1,187 @@
+"""Hyperparameter search with Optuna: seeded TPE, pruning, resumable RDB storage.
+
+The study is named by the recipe key and lives in RDB storage (SQLite by default,
+Postgres when configured), so a killed run resumes it. Workers claim trials with
+``ask``/``tell``: a trial runs only while fewer than ``n_trials`` trials numbered before
+it are finished or alive, so any number of workers, in any number of processes,
+finish exactly the planned number (``optimize(n_trials=N)`` would run N *more* on a
+resumed study). A worker keeps a heartbeat on its trial; a trial whose process died is
+failed once its heartbeat goes stale and its parameters are tried again.
+Determinism covers the final fit from the best parameters, not the search.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pipelines.training import train
+
+if TYPE_CHECKING:
+    import optuna
+    import pandas as pd
+
+    from pipelines.spec import SearchSpaceSpec, TrainingSpec, TuningSpec
+
+HEARTBEAT_S = 5
+GRACE_S = 15
+DONE = ("COMPLETE", "PRUNED")
+
+
+@dataclass
+class TrialRecord:
+    number: int
+    params: dict[str, Any]
+    value: float | None
+    state: str
+    epochs_run: int
+    history: list[dict[str, Any]]
+
+
+TrialLogger = Callable[[TrialRecord], None]
+
+
+def trial_config(params: dict[str, Any], base: TrainingSpec) -> TrainingSpec:
+    """The training settings a set of searched parameters stands for."""
+    width, depth = int(params["width"]), int(params["depth"])
+    hidden = [max(2, width // 2**i) for i in range(depth)]
+    return base.model_copy(update={
+        "learning_rate": float(params["learning_rate"]), "hidden": hidden,
+        "dropout": float(params["dropout"]), "weight_decay": float(params["weight_decay"]),
+        "epochs": int(params["epochs"])})
+
+
+def _suggest(trial: optuna.Trial, space: SearchSpaceSpec) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name in ("learning_rate", "dropout", "weight_decay"):
+        r = getattr(space, name)
+        out[name] = trial.suggest_float(name, r.low, r.high, log=r.log)
+    for name in ("width", "depth", "epochs"):
+        r = getattr(space, name)
+        out[name] = trial.suggest_int(name, int(r.low), int(r.high), log=r.log)
+    return out
+
+
+def storage(url: str) -> optuna.storages.RDBStorage:
+    import optuna
+
+    return optuna.storages.RDBStorage(
+        url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
+        heartbeat_stale_trial_callback=optuna.storages.RetryFailedTrialCallback(max_retry=1),
+        engine_kwargs={"pool_pre_ping": True})
+
+
+def open_study(url: str, name: str, cfg: TuningSpec
+               ) -> tuple[optuna.Study, optuna.storages.RDBStorage]:
+    """Create or resume the study ``name`` in RDB storage at ``url``."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    if url.startswith("sqlite:///"):
+        Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+    pruner = (optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=3)
+              if cfg.pruner == "median" else optuna.pruners.NopPruner())
+    sampler = optuna.samplers.TPESampler(seed=cfg.seed, n_startup_trials=5)
+    rdb = storage(url)
+    study = optuna.create_study(storage=rdb, study_name=name, direction="minimize",
+                                sampler=sampler, pruner=pruner, load_if_exists=True)
+    return study, rdb
+
+
+def _count(study: optuna.Study, states: tuple[str, ...], below: int | None = None) -> int:
+    return sum(1 for t in study.get_trials(deepcopy=False)
+               if t.state.name in states and (below is None or t.number < below))
+
+
+class _Heartbeat:
+    def __init__(self, store: optuna.storages.RDBStorage, trial_id: int):
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, args=(store, trial_id), daemon=True)
+
+    def _beat(self, store: optuna.storages.RDBStorage, trial_id: int) -> None:
+        while True:
+            store.record_heartbeat(trial_id)
+            if self._stop.wait(HEARTBEAT_S):
+                return
+
+    def __enter__(self) -> _Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def run_study(study: optuna.Study, rdb: optuna.storages.RDBStorage, train_rows: pd.DataFrame,
+              val_rows: pd.DataFrame, params: dict[str, Any], base: TrainingSpec,
+              cfg: TuningSpec, *, threads: int, device: str = "cpu",
+              log_trial: TrialLogger | None = None,
+              poll_s: float = 1.0) -> None:
+    """Run trials until the study holds ``cfg.n_trials`` finished (complete or pruned) ones."""
+    import optuna
+    from optuna.trial import TrialState
+
+    # Heartbeats outside Study.optimize and fail_stale_trials are flagged experimental.
+    warnings.filterwarnings("ignore", message=".*[Hh]eartbeat.*")
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    deadline = time.monotonic() + cfg.timeout_s if cfg.timeout_s else None
+    while _count(study, DONE) < cfg.n_trials:
+        if deadline and time.monotonic() > deadline:
+            break
+        optuna.storages.fail_stale_trials(study)
+        trial = study.ask()
+        if _count(study, (*DONE, "RUNNING"), below=trial.number) >= cfg.n_trials:
+            # Others are running the last planned trials: give the claim back, wait.
+            trial.set_user_attr("surplus", True)
+            study.tell(trial, state=TrialState.FAIL)
+            time.sleep(poll_s)
+            continue
+        hp = _suggest(trial, cfg.search_space)
+        history: list[dict[str, Any]] = []
+
+        def report(row: dict[str, Any], trial: optuna.Trial = trial,
+                   history: list[dict[str, Any]] = history) -> None:
+            history.append(row)
+            trial.report(row["val_loss"], row["epoch"])
+            if trial.should_prune():
+                raise optuna.TrialPruned()
+
+        trial_id = rdb.get_trial_id_from_study_id_trial_number(
+            rdb.get_study_id_from_name(study.study_name), trial.number)
+        with _Heartbeat(rdb, trial_id):
+            try:
+                result = train(train_rows, val_rows, params, trial_config(hp, base),
+                               threads=threads, device=device, on_epoch=report)
+            except optuna.TrialPruned:
+                trial.set_user_attr("epochs_run", len(history))
+                study.tell(trial, state=TrialState.PRUNED)
+                record = TrialRecord(trial.number, hp, None, "PRUNED", len(history), history)
+            else:
+                value = result.history[result.best_epoch]["val_loss"]
+                trial.set_user_attr("epochs_run", len(result.history))
+                study.tell(trial, value)
+                record = TrialRecord(trial.number, hp, value, "COMPLETE", len(result.history),
+                                     result.history)
+        if log_trial:
+            log_trial(record)
+
+
+def summary(study: optuna.Study) -> dict[str, Any]:
+    """Best parameters and counts, for the model card and metadata."""
+    trials = study.get_trials(deepcopy=False)
+    complete = [t for t in trials if t.state.name == "COMPLETE"]
+    if not complete:
+        raise RuntimeError(f"study {study.study_name} has no complete trial; raise "
+                           "tuning.n_trials or tuning.timeout_s")
+    best = min(complete, key=lambda t: t.value)
+    return {"best_params": best.params, "best_value": best.value, "best_trial": best.number,
+            "complete": len(complete),
+            "pruned": sum(1 for t in trials if t.state.name == "PRUNED"),
+            "epochs_run": sum(int(t.user_attrs.get("epochs_run", 0)) for t in trials
+                              if t.state.name in DONE)}
