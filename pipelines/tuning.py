@@ -67,18 +67,25 @@ def _suggest(trial: optuna.Trial, space: SearchSpaceSpec) -> dict[str, Any]:
     return out
 
 
-def storage(url: str) -> optuna.storages.RDBStorage:
+def storage(url: str, heartbeat_s: int = HEARTBEAT_S,
+            grace_s: int = GRACE_S) -> optuna.storages.RDBStorage:
     import optuna
 
     return optuna.storages.RDBStorage(
-        url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
+        url, heartbeat_interval=heartbeat_s, grace_period=grace_s,
         heartbeat_stale_trial_callback=optuna.storages.RetryFailedTrialCallback(max_retry=1),
         engine_kwargs={"pool_pre_ping": True})
 
 
-def open_study(url: str, name: str, cfg: TuningSpec
+def open_study(url: str, name: str, cfg: TuningSpec, heartbeat_s: int = HEARTBEAT_S,
+               grace_s: int = GRACE_S, worker: int = 0
                ) -> tuple[optuna.Study, optuna.storages.RDBStorage]:
-    """Create or resume the study ``name`` in RDB storage at ``url``."""
+    """Create or resume the study ``name`` in RDB storage at ``url``.
+
+    The sampler is seeded from ``cfg.seed`` for a new study. A resumed study, or an extra
+    ``worker``, gets a seed that also folds in the trials already there (and the worker),
+    so it does not replay the parameters its predecessor already tried.
+    """
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -86,10 +93,12 @@ def open_study(url: str, name: str, cfg: TuningSpec
         Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
     pruner = (optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=3)
               if cfg.pruner == "median" else optuna.pruners.NopPruner())
-    sampler = optuna.samplers.TPESampler(seed=cfg.seed, n_startup_trials=5)
-    rdb = storage(url)
+    rdb = storage(url, heartbeat_s, grace_s)
     study = optuna.create_study(storage=rdb, study_name=name, direction="minimize",
-                                sampler=sampler, pruner=pruner, load_if_exists=True)
+                                pruner=pruner, load_if_exists=True)
+    existing = len(study.get_trials(deepcopy=False))
+    study.sampler = optuna.samplers.TPESampler(
+        seed=cfg.seed + 7919 * existing + 104729 * worker, n_startup_trials=5)
     return study, rdb
 
 
@@ -100,13 +109,14 @@ def _count(study: optuna.Study, states: tuple[str, ...], below: int | None = Non
 
 class _Heartbeat:
     def __init__(self, store: optuna.storages.RDBStorage, trial_id: int):
+        self._interval = store.get_heartbeat_interval() or HEARTBEAT_S
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._beat, args=(store, trial_id), daemon=True)
 
     def _beat(self, store: optuna.storages.RDBStorage, trial_id: int) -> None:
         while True:
             store.record_heartbeat(trial_id)
-            if self._stop.wait(HEARTBEAT_S):
+            if self._stop.wait(self._interval):
                 return
 
     def __enter__(self) -> _Heartbeat:

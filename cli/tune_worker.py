@@ -1,0 +1,63 @@
+"""An extra Optuna worker for a running `trained_weights` study.
+
+Usage::
+
+    python -m cli.tune_worker --study trained_weights-<key> --features b3:<hash>
+
+It joins the study in the configured Optuna storage (``TIDELINE_OPTUNA_URL``; a Postgres
+URL lets workers on other machines join) and runs trials until the study holds the
+planned number, so all workers together finish exactly ``tuning.n_trials``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def main(argv: list[str] | None = None) -> int:
+    from pipelines.features import SPLIT_COLUMN
+    from pipelines.recipe import thread_count
+    from pipelines.spec import load_spec
+    from pipelines.stages.features import load_params
+    from pipelines.store import ArtifactStore
+    from pipelines.tuning import GRACE_S, HEARTBEAT_S, open_study, run_study
+    from resources.settings import optuna_url, spec_path, state_dir
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--study", required=True, help="study name (in the Dagster log)")
+    parser.add_argument("--features", required=True, help="validated_features content hash")
+    parser.add_argument("--spec", default=None, help="dataset spec (default TIDELINE_SPEC)")
+    parser.add_argument("--store", default=None, help="artifact store root")
+    parser.add_argument("--storage", default=None, help="Optuna storage URL")
+    parser.add_argument("--heartbeat", type=int, default=HEARTBEAT_S)
+    parser.add_argument("--grace", type=int, default=GRACE_S)
+    args = parser.parse_args(argv)
+
+    state = state_dir()
+    spec = load_spec(args.spec or spec_path())
+    store = ArtifactStore(args.store or state / "store")
+    manifest = store.get_manifest(args.features)
+    import io
+
+    import pandas as pd
+
+    frame = pd.read_parquet(io.BytesIO(store.get_bytes(manifest.files["features"])))
+    import os
+
+    study, rdb = open_study(args.storage or optuna_url(state), args.study, spec.tuning,
+                            heartbeat_s=args.heartbeat, grace_s=args.grace,
+                            worker=os.getpid())
+
+    def progress(record) -> None:
+        print(f"trial {record.number}: {record.state} val loss {record.value} "
+              f"({record.epochs_run} epochs)", flush=True)
+
+    run_study(study, rdb, frame[frame[SPLIT_COLUMN] == "train"],
+              frame[frame[SPLIT_COLUMN] == "val"], load_params(store, manifest), spec.training,
+              spec.tuning, threads=thread_count(), log_trial=progress)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,92 @@
+"""The Optuna study survives SIGKILL and finishes exactly the planned trials."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from pipelines.spec import load_spec
+from pipelines.stages.features import build_features
+from pipelines.stages.raw import snapshot_source
+from pipelines.store import ArtifactStore
+from tests.conftest import REPO, demo_data, write_spec
+
+pytestmark = pytest.mark.slow
+PLANNED = 6
+
+
+def features_artifact(tmp_path, home):
+    from pipelines.artifacts import save_result
+
+    data = demo_data(home)
+    spec_path = write_spec(tmp_path / "tune.yaml", "demo", data, tuning__n_trials=PLANNED,
+                           tuning__pruner="none",
+                           tuning__search_space__epochs={"low": 8, "high": 14})
+    spec = load_spec(spec_path)
+    store = ArtifactStore(home / "store")
+    raw = save_result(store, snapshot_source(spec, store))
+    feats = save_result(store, build_features(spec, store, raw))
+    return spec_path, store, feats.content_hash
+
+
+def worker(spec_path, store, features, storage, study):
+    env = {**os.environ, "PYTHONPATH": str(REPO), "TIDELINE_THREADS": "1"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "cli.tune_worker", "--study", study, "--features", features,
+         "--spec", str(spec_path), "--store", store.root, "--storage", storage,
+         "--heartbeat", "1", "--grace", "3"], cwd=REPO, env=env,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def trials(storage, study):
+    import optuna
+
+    return optuna.load_study(study_name=study, storage=storage).get_trials(deepcopy=False)
+
+
+def finished(ts):
+    return [t for t in ts if t.state.name in ("COMPLETE", "PRUNED")]
+
+
+def test_killed_study_resumes_without_repeating_finished_trials(tmp_path, home):
+    spec_path, store, features = features_artifact(tmp_path, home)
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    proc = worker(spec_path, store, features, storage, "killed")
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        try:
+            if len(finished(trials(storage, "killed"))) >= 2:
+                break
+        except KeyError:
+            continue
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    before = {t.number: t.params for t in finished(trials(storage, "killed"))}
+    assert 2 <= len(before) < PLANNED
+    rerun = worker(spec_path, store, features, storage, "killed")
+    out, _ = rerun.communicate(timeout=600)
+    assert rerun.returncode == 0, out
+    after = trials(storage, "killed")
+    done = finished(after)
+    assert len(done) == PLANNED
+    assert {t.number: t.params for t in done if t.number in before} == before
+    params = [tuple(sorted(t.params.items())) for t in done]
+    assert len(set(params)) == len(params), "a finished trial was repeated"
+    assert all(t.state.name != "RUNNING" for t in after)
+
+
+def test_two_workers_share_one_study_sqlite(tmp_path, home):
+    spec_path, store, features = features_artifact(tmp_path, home)
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    import optuna
+
+    optuna.create_study(study_name="shared", storage=storage)
+    procs = [worker(spec_path, store, features, storage, "shared") for _ in range(2)]
+    outs = [p.communicate(timeout=600)[0] for p in procs]
+    assert all(p.returncode == 0 for p in procs), outs
+    assert len(finished(trials(storage, "shared"))) == PLANNED
+    assert all("trial" in out for out in outs), "both workers ran trials"
