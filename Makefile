@@ -14,7 +14,7 @@ export MPLBACKEND := Agg
 export GIT_PYTHON_REFRESH := quiet
 export MLFLOW_DISABLE_TELEMETRY := true
 
-.PHONY: install state demo test ui bench lint clean lock
+.PHONY: install state demo test ui bench lint clean lock reproduce
 
 $(VENV)/.installed: requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,11 @@ test: install
 
 ui: state
 	$(BIN)/dagster dev -w workspace.yaml
+
+# Rebuild registered model version VERSION in an empty store and compare content hashes.
+reproduce: state
+	@test -n "$(VERSION)" || (echo "usage: make reproduce VERSION=n" >&2; exit 2)
+	$(BIN)/python -m cli.reproduce --version $(VERSION)
 
 bench: state
 	$(BIN)/python -m bench.run_all

@@ -55,3 +55,15 @@ def test_code_change_recomputes_that_stage_and_downstream_only(tmp_path):
     second, _ = demo(copy, state)
     assert second == {"raw_data": "hit", "validated_features": "hit", "trained_weights": "hit",
                       "quantized_weights": "miss", "model_card": "miss"}
+
+
+def test_reproduce_a_registered_version(tmp_path):
+    state = tmp_path / "state"
+    rows, _ = demo(REPO, state)
+    assert rows["trained_weights"] == "miss"
+    env = {**os.environ, "PYTHONPATH": str(REPO), "TIDELINE_HOME": str(state),
+           "DAGSTER_HOME": str(state / "dagster"), "TIDELINE_SPEC": "demo"}
+    proc = subprocess.run([sys.executable, "-m", "cli.reproduce", "--version", "1"], cwd=REPO,
+                          env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "matches" in proc.stdout
