@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
-import shutil
 import sys
 
 from pipelines.demo_data import write_breast_cancer
-from resources.settings import REPO_ROOT, state_dir
+from resources.settings import REPO_ROOT, instance_config, postgres_url, state_dir
 
 
 def main() -> int:
     state = state_dir()
     home = state / "dagster"
     home.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(REPO_ROOT / "dagster.yaml", home / "dagster.yaml")
+    import yaml
+
+    base = yaml.safe_load((REPO_ROOT / "dagster.yaml").read_text())
+    config = instance_config(base, postgres_url())
+    (home / "dagster.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     path = write_breast_cancer(state / "data" / "breast_cancer.parquet")
     print(f"state folder {state}; demo data {path}")
     return 0

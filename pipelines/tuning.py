@@ -91,6 +91,10 @@ def open_study(url: str, name: str, cfg: TuningSpec, heartbeat_s: int = HEARTBEA
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     if url.startswith("sqlite:///"):
         Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+    else:
+        from pipelines.pg import ensure_schema
+
+        ensure_schema(url)
     pruner = (optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=3)
               if cfg.pruner == "median" else optuna.pruners.NopPruner())
     rdb = storage(url, heartbeat_s, grace_s)

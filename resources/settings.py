@@ -24,11 +24,39 @@ def spec_path() -> Path:
     return resolve_spec_path(os.environ.get("TIDELINE_SPEC", "demo"), DATASETS_DIR)
 
 
+def postgres_url() -> str | None:
+    """``TIDELINE_POSTGRES_URL`` puts the Dagster instance, MLflow and Optuna on Postgres.
+
+    A plain ``postgresql://`` URL is pinned to the psycopg2 driver, which dagster-postgres
+    needs (SQLAlchemy 2.1 would otherwise pick psycopg 3).
+    """
+    url = os.environ.get("TIDELINE_POSTGRES_URL") or None
+    if url and url.startswith(("postgresql://", "postgres://")):
+        url = "postgresql+psycopg2://" + url.split("://", 1)[1]
+    return url
+
+
 def mlflow_uri(state: Path) -> str:
     # Not MLFLOW_TRACKING_URI: mlflow.set_tracking_uri() writes that variable into the
     # process environment, so it would leak from one set of definitions to the next.
-    return os.environ.get("TIDELINE_MLFLOW_URI", f"sqlite:///{state / 'mlflow' / 'mlflow.db'}")
+    from pipelines.pg import with_schema
+
+    pg = postgres_url()
+    default = with_schema(pg, "mlflow") if pg else f"sqlite:///{state / 'mlflow' / 'mlflow.db'}"
+    return os.environ.get("TIDELINE_MLFLOW_URI", default)
 
 
 def optuna_url(state: Path) -> str:
-    return os.environ.get("TIDELINE_OPTUNA_URL", f"sqlite:///{state / 'optuna' / 'studies.db'}")
+    from pipelines.pg import with_schema
+
+    pg = postgres_url()
+    default = with_schema(pg, "optuna") if pg else f"sqlite:///{state / 'optuna' / 'studies.db'}"
+    return os.environ.get("TIDELINE_OPTUNA_URL", default)
+
+
+def instance_config(base: dict, pg_url: str | None) -> dict:
+    """The Dagster instance config: the repo's ``dagster.yaml``, on Postgres when asked."""
+    config = dict(base)
+    if pg_url:
+        config["storage"] = {"postgres": {"postgres_url": pg_url}}
+    return config

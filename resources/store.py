@@ -60,7 +60,10 @@ class MlflowResource(dg.ConfigurableResource):
 
     def experiment(self, name: str) -> str:
         """Set the tracking URI and return the experiment id (created on first use)."""
+        from pipelines.pg import ensure_schema
         from pipelines.tracking import import_mlflow
+
+        ensure_schema(self.tracking_uri)
 
         mlflow = import_mlflow()
 
