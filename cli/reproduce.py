@@ -19,7 +19,7 @@ from pathlib import Path
 def copy_artifact(source, dest, content_hash: str) -> None:
     """Copy a manifest and its files between stores (content-addressed, so verbatim)."""
     manifest = source.get_manifest(content_hash)
-    for name, h in manifest.files.items():
+    for h in manifest.files.values():
         dest.put_bytes(source.get_bytes(h), content_hash=h)
     dest.put_manifest(manifest)
 
