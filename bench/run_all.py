@@ -6,7 +6,7 @@ import importlib
 import sys
 
 BENCHES = ["bench.import_time", "bench.hash_frame", "bench.noop_rerun",
-           "bench.noop_data_size", "bench.chain_overhead"]
+           "bench.noop_data_size", "bench.chain_overhead", "bench.tuning"]
 
 
 def main() -> int:

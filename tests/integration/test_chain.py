@@ -46,6 +46,16 @@ def test_demo_chain_then_all_hits(home, chain_factory):
     assert "drift_reference" in artifacts
     models = client.search_logged_models(experiment_ids=[run.info.experiment_id])
     assert models and models[0].source_run_id == run.info.run_id
+    # The demo spec tunes: every trial is a nested run under the training run.
+    trials = client.search_runs([run.info.experiment_id],
+                                filter_string=f"tags.mlflow.parentRunId = '{run.info.run_id}'")
+    assert len(trials) == m1["trained_weights"]["trials_complete"] + m1["trained_weights"][
+        "trials_pruned"] == 6
+    version = client.get_model_version("breast_cancer", "1")
+    assert version.tags["trained_weights"] == m1["trained_weights"]["content_hash"]
+    assert version.tags["recipe_key"] == m1["trained_weights"]["recipe_key"]
+    assert {"git_commit", "data_hash", "dataset_spec", "best_params"} <= set(version.tags)
+    assert int(client.get_model_version_by_alias("breast_cancer", "champion").version) == 1
 
 
 def test_byte_identical_retraining_from_empty_store(tmp_path, chain_factory):
