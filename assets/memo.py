@@ -42,8 +42,9 @@ def _check_results(checks: list[dict[str, Any]], asset: str) -> Iterator[dg.Asse
                       "failed_fraction": float(check.get("failed_fraction", 0.0)),
                       "examples": dg.MetadataValue.json(check.get("examples", [])),
                       "rules": dg.MetadataValue.json([
-                          {"rule": r["rule"], "passed": r["passed"],
-                           "failed_rows": r["failed_rows"]} for r in check.get("rules", [])])},
+                          {"column": r.get("column", ""), "rule": r["rule"],
+                           "passed": r["passed"], "failed_rows": r["failed_rows"]}
+                          for r in check.get("rules", [])])},
         )
 
 

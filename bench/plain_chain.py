@@ -21,19 +21,21 @@ def main() -> None:
     from pipelines.stages.raw import snapshot_source
     from pipelines.stages.training import build_trained_weights
     from pipelines.store import ArtifactStore
-    from pipelines.tracking import log_card, log_training
-    from resources.settings import mlflow_uri, spec_path, state_dir
+    from pipelines.tracking import TrainingLog, log_card
+    from resources.settings import mlflow_uri, optuna_url, spec_path, state_dir
 
     state, spec = state_dir(), load_spec(spec_path())
     store = ArtifactStore(state / "store")
     uri = mlflow_uri(state)
 
-    def stage(asset, module, config, inputs, compute):
+    def stage(asset, module, config, inputs, compute, on_saved=None):
         key = recipe_key(asset, code_fingerprint(module), config, inputs)
         record = store.lookup(asset, key)
         if record is None:
             result = compute(key)
             manifest = save_result(store, result)
+            if on_saved:
+                on_saved(manifest.content_hash)
             record = {"content_hash": manifest.content_hash, "metadata": {}, "checks": []}
             store.record(asset, key, record)
         return record["content_hash"]
@@ -56,19 +58,22 @@ def main() -> None:
                   lambda k: build_features(spec, store, store.get_manifest(raw)))
     device = training_device()
 
-    def train(key):
-        def log_run(run):
-            return log_training(uri, experiment(), run_name="trained_weights",
-                                tags={"recipe_key": key}, **run)
+    logs = {}
 
-        return build_trained_weights(
-            spec, store, store.get_manifest(feats), threads=thread_count(), device=device,
-            checkpoint_dir=Path(state / "scratch" / "checkpoints" / key.split(":")[-1]),
-            log_run=log_run)
+    def train(key):
+        with TrainingLog(uri, experiment(), "trained_weights", {"recipe_key": key}) as log:
+            result = build_trained_weights(
+                spec, store, store.get_manifest(feats), threads=thread_count(), device=device,
+                checkpoint_dir=Path(state / "scratch" / "checkpoints" / key.split(":")[-1]),
+                study_url=optuna_url(state), study_name=key.split(":")[-1][:32], log=log)
+        logs["run"], logs["key"] = log, key
+        return result
 
     weights = stage("trained_weights", "pipelines.stages.training",
                     spec.stage_config("trained_weights") | {"device": device},
-                    {"validated_features": feats}, train)
+                    {"validated_features": feats}, train,
+                    on_saved=lambda h: logs["run"].register(
+                        spec.name, {"recipe_key": logs["key"], "trained_weights": h}))
     variants = stage("quantized_weights", "pipelines.stages.quantization",
                      spec.stage_config("quantized_weights"),
                      {"validated_features": feats, "trained_weights": weights},
@@ -79,15 +84,27 @@ def main() -> None:
 
     def card(key):
         result = build_card(spec, store, *(store.get_manifest(h) for h in refs.values()),
-                            lineage=refs)
+                            lineage=refs, champion=baseline(store, spec.name, weights))
         log_card(uri, experiment(), run_name="model_card",
                  files={k: v for k, v in result.files.items() if k != "card.json"},
                  metrics={k: v for k, v in result.metadata.items() if isinstance(v, float)},
                  tags={"recipe_key": key})
         return result
 
-    stage("model_card", "pipelines.stages.model_card", spec.stage_config("model_card"), refs,
-          card)
+    from pipelines.registry import baseline, promote
+    from pipelines.tracking import find_version, set_aliases
+
+    champion = baseline(store, spec.name, weights)
+    refs_in = refs | {"champion": champion["quantized_weights"] if champion else "none"}
+    card_hash = stage("model_card", "pipelines.stages.model_card",
+                      spec.stage_config("model_card"), refs_in, card)
+    gate = store.get_bytes(store.get_manifest(card_hash).files["gate.json"])
+    if b'"passed":true' in gate:
+        version = find_version(uri, spec.name, weights)
+        aliases = promote(store, spec.name, {"version": version, "trained_weights": weights,
+                                             "quantized_weights": variants,
+                                             "model_card": card_hash})
+        set_aliases(uri, spec.name, {a: (e or {}).get("version") for a, e in aliases.items()})
 
 
 if __name__ == "__main__":

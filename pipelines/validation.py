@@ -41,24 +41,35 @@ class CheckOutcome:
         return text
 
 
+# Rule outcomes are named ``<column>__<rule>``; each rule kind is one asset check.
+KINDS = {
+    "exists": ("columns_present", "every column the spec lists is in the file"),
+    "target_class": ("target_classes", "the target holds only the spec's classes"),
+    "null_limit": ("null_limits", "no column has more missing values than it allows"),
+    "numeric": ("numeric_types", "numeric columns hold numbers"),
+    "finite": ("finite_values", "numeric columns hold no infinities"),
+    "range": ("value_ranges", "numeric values within the spec's min/max"),
+    "allowed_categories": ("allowed_categories", "categorical values in the spec's lists"),
+}
+
+
 def check_names(spec: DatasetSpec) -> list[tuple[str, str]]:
     """(check name, description) of the asset checks the spec implies, in a stable order.
 
-    One check per column (all of its rules) and one for the share of failed rows:
-    Dagster records every check result as an event, so a check per rule would cost a
-    no-op run one event per rule and column.
+    One check per kind of rule (its metadata lists the columns at fault) and one for the
+    share of quarantined rows. Dagster stores two events per check and run, so a check
+    per column would make every run of a wide table slower.
     """
-    names = [(spec.target.column, f"target column {spec.target.column} present, known classes")]
-    for col, cs in spec.columns.items():
-        rules = ["present", f"at most {cs.max_null_fraction:.0%} missing"]
-        if cs.type == "numeric":
-            rules += ["numbers", "finite"]
-            if cs.min is not None or cs.max is not None:
-                rules.append(f"within [{cs.min}, {cs.max}]")
-        elif cs.categories is not None:
-            rules.append("in the allowed categories")
-        names.append((col, f"column {col}: " + ", ".join(rules)))
-    names = [(_safe(n), d) for n, d in names]
+    kinds = ["exists", "null_limit"]
+    if spec.target.classes:
+        kinds.append("target_class")
+    if spec.numeric_columns:
+        kinds += ["numeric", "finite"]
+    if any(c.min is not None or c.max is not None for c in spec.columns.values()):
+        kinds.append("range")
+    if any(c.categories is not None for c in spec.columns.values()):
+        kinds.append("allowed_categories")
+    names = [KINDS[k] for k in KINDS if k in kinds]
     names.append((SHARE_CHECK, f"at most {spec.validation.max_failed_fraction:.1%} of rows "
                                "quarantined (validation.max_failed_fraction)"))
     return names
@@ -92,17 +103,18 @@ class ValidationResult:
         return "\n".join(lines)
 
     def check_dicts(self) -> list[dict[str, Any]]:
-        """Rule outcomes grouped into one asset check per column, plus the share check."""
-        by_column: dict[str, list[CheckOutcome]] = {}
+        """Rule outcomes grouped into one asset check per kind of rule, plus the share."""
+        by_kind: dict[str, list[CheckOutcome]] = {}
         for c in self.checks:
-            by_column.setdefault(c.column, []).append(c)
+            kind = next(k for k in KINDS if c.name.endswith(f"__{k}"))
+            by_kind.setdefault(KINDS[kind][0], []).append(c)
         out = []
-        for column, outcomes in by_column.items():
+        for name, outcomes in by_kind.items():
             failed = [c for c in outcomes if not c.passed]
             out.append({
-                "name": _safe(column), "column": column, "passed": not failed,
-                "row_level": all(c.row_level for c in failed),
-                "rule": "; ".join(c.rule for c in failed) or "all rules hold",
+                "name": name, "column": ", ".join(c.column for c in failed),
+                "passed": not failed, "row_level": all(c.row_level for c in failed),
+                "rule": "; ".join(c.describe() for c in failed) or "holds for every column",
                 "failed_rows": sum(c.failed_rows for c in failed if c.row_level),
                 "failed_fraction": max((c.failed_fraction for c in failed), default=0.0),
                 "examples": [e for c in failed for e in c.examples][:EXAMPLES],

@@ -104,5 +104,5 @@ def test_a_few_bad_rows_are_quarantined_with_reasons(tmp_path, adult_sample, cha
         5: "age: values within [16.0, 100.0]", 9: "sex: values in the allowed set"}
     checks = {e.asset_check_evaluation_data.check_name: e.asset_check_evaluation_data.passed
               for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"}
-    assert checks["age"] is False and checks["sex"] is False
-    assert checks["race"] is True and checks["failed_row_share"] is True
+    assert checks["value_ranges"] is False and checks["allowed_categories"] is False
+    assert checks["null_limits"] is True and checks["failed_row_share"] is True

@@ -50,5 +50,7 @@ def test_missing_column_fails_by_name():
     missing = [c for c in res.checks if not c.passed]
     assert [c.name for c in missing] == ["c__exists"]
     grouped = {c["name"]: c for c in res.check_dicts()}
-    assert not grouped["c"]["passed"] and not grouped["c"]["row_level"]
-    assert grouped["x"]["passed"] and grouped["failed_row_share"]["passed"]
+    assert not grouped["columns_present"]["passed"]
+    assert not grouped["columns_present"]["row_level"]
+    assert grouped["columns_present"]["column"] == "c"
+    assert grouped["numeric_types"]["passed"] and grouped["failed_row_share"]["passed"]
