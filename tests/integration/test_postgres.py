@@ -5,8 +5,8 @@ import uuid
 
 import pytest
 
-from tests.conftest import REPO, demo_data, materializations, write_spec
-from tests.integration.test_tuning import PLANNED, features_artifact, finished, trials, worker
+from tests.conftest import demo_data, materializations, write_spec
+from tests.integration.test_tuning import two_workers_finish_exactly_the_plan
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 SERVER = os.environ.get("TIDELINE_TEST_POSTGRES",
@@ -65,13 +65,4 @@ def test_chain_on_postgres_instance_mlflow_and_optuna(tmp_path, home, monkeypatc
 
 
 def test_two_workers_share_one_study_on_postgres(tmp_path, home, database):
-    import optuna
-
-    spec_path, store, features = features_artifact(tmp_path, home)
-    optuna.create_study(study_name="shared", storage=database)
-    procs = [worker(spec_path, store, features, database, "shared") for _ in range(2)]
-    outs = [p.communicate(timeout=600)[0] for p in procs]
-    assert all(p.returncode == 0 for p in procs), outs
-    assert len(finished(trials(database, "shared"))) == PLANNED
-    assert all("trial" in out for out in outs), "both workers ran trials"
-    assert REPO.exists()
+    two_workers_finish_exactly_the_plan(tmp_path, home, database)

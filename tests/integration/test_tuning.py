@@ -79,14 +79,18 @@ def test_killed_study_resumes_without_repeating_finished_trials(tmp_path, home):
     assert all(t.state.name != "RUNNING" for t in after)
 
 
-def test_two_workers_share_one_study_sqlite(tmp_path, home):
-    spec_path, store, features = features_artifact(tmp_path, home)
-    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+def two_workers_finish_exactly_the_plan(tmp_path, home, storage):
+    """Two worker processes on one study end with exactly PLANNED finished trials."""
     import optuna
 
+    spec_path, store, features = features_artifact(tmp_path, home)
     optuna.create_study(study_name="shared", storage=storage)
     procs = [worker(spec_path, store, features, storage, "shared") for _ in range(2)]
     outs = [p.communicate(timeout=600)[0] for p in procs]
     assert all(p.returncode == 0 for p in procs), outs
     assert len(finished(trials(storage, "shared"))) == PLANNED
     assert all("trial" in out for out in outs), "both workers ran trials"
+
+
+def test_two_workers_share_one_study_sqlite(tmp_path, home):
+    two_workers_finish_exactly_the_plan(tmp_path, home, f"sqlite:///{tmp_path / 'optuna.db'}")
