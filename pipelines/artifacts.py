@@ -57,10 +57,6 @@ def save_result(store: ArtifactStore, result: StageResult) -> Manifest:
     return manifest
 
 
-def load_manifest(store: ArtifactStore, content_hash: str) -> Manifest:
-    return store.get_manifest(content_hash)
-
-
 def read_file(store: ArtifactStore, manifest: Manifest, name: str) -> bytes:
     return store.get_bytes(manifest.files[name])
 

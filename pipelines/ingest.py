@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 import sqlite3
 from collections import Counter
 from contextlib import closing
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from pipelines.hashing import hash_file
 
@@ -151,11 +150,3 @@ def parse_raw(data: bytes, *, fmt: str, file: str, encoding: str = "utf-8",
         raise InputError("the file has a header but no rows", file=file, rule="not empty")
     return frame
 
-
-def source_size(path: str | Path) -> int:
-    return os.stat(path).st_size
-
-
-def describe_source(path: Path) -> dict[str, Any]:
-    st = path.stat()
-    return {"path": str(path), "bytes": st.st_size, "mtime_ns": st.st_mtime_ns}
