@@ -47,18 +47,16 @@ def model_card(context: dg.AssetExecutionContext, validated_features: ArtifactRe
         return result
 
     def promote_if_passed(content_hash: str, result: Any) -> None:
-        from pipelines.registry import promote
-        from pipelines.tracking import find_version, set_aliases
+        from pipelines.registry import promote_champion
+        from pipelines.tracking import find_version
 
         if result.metadata["gate"] != "passed":
             context.log.warning("deploy gate blocked this model; the champion stays")
             return
         version = find_version(mlflow.tracking_uri, dataset.name, trained_weights.content_hash)
-        aliases = promote(st, dataset.name, {
+        promote_champion(st, mlflow.tracking_uri, dataset.name, {
             "version": version, "trained_weights": trained_weights.content_hash,
             "quantized_weights": quantized_weights.content_hash, "model_card": content_hash})
-        set_aliases(mlflow.tracking_uri, dataset.name, {
-            alias: (entry or {}).get("version") for alias, entry in aliases.items()})
         result.metadata["promoted_version"] = version
 
     yield from materialize_stage(

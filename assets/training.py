@@ -26,6 +26,10 @@ def trained_weights(context: dg.AssetExecutionContext, validated_features: Artif
             f"epoch {row['epoch'] + 1}/{row['epochs']}: train loss {row['train_loss']:.4f}, "
             f"val loss {row['val_loss']:.4f}, val AUC {row['val_auc']:.4f}")
 
+    def on_trial(record: Any) -> None:
+        context.log.info(f"trial {record.number}: {record.state}, val loss {record.value}, "
+                         f"{record.epochs_run} epochs")
+
     def compute(key: str):
         import shutil
 
@@ -43,16 +47,9 @@ def trained_weights(context: dg.AssetExecutionContext, validated_features: Artif
                          run_name="trained_weights",
                          tags={"recipe_key": key, "data_hash": validated_features.content_hash,
                                "dataset_spec": dataset.name,
-                               "dagster_run_id": context.run_id}) as run:
+                               "dagster_run_id": context.run_id},
+                         on_trial=on_trial) as run:
             log["run"] = run
-            trial_log = run.trial
-
-            def log_trial(record: Any) -> None:
-                context.log.info(f"trial {record.number}: {record.state}, val loss "
-                                 f"{record.value}, {record.epochs_run} epochs")
-                trial_log(record)
-
-            run.trial = log_trial
             result = build_trained_weights(
                 dataset, st, st.get_manifest(validated_features.content_hash),
                 threads=thread_count(), device=device, checkpoint_dir=checkpoints,

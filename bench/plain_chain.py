@@ -91,8 +91,8 @@ def main() -> None:
                  tags={"recipe_key": key})
         return result
 
-    from pipelines.registry import baseline, promote
-    from pipelines.tracking import find_version, set_aliases
+    from pipelines.registry import baseline, promote_champion
+    from pipelines.tracking import find_version
 
     champion = baseline(store, spec.name, weights)
     refs_in = refs | {"champion": champion["quantized_weights"] if champion else "none"}
@@ -101,10 +101,9 @@ def main() -> None:
     gate = store.get_bytes(store.get_manifest(card_hash).files["gate.json"])
     if b'"passed":true' in gate:
         version = find_version(uri, spec.name, weights)
-        aliases = promote(store, spec.name, {"version": version, "trained_weights": weights,
-                                             "quantized_weights": variants,
-                                             "model_card": card_hash})
-        set_aliases(uri, spec.name, {a: (e or {}).get("version") for a, e in aliases.items()})
+        promote_champion(store, uri, spec.name, {"version": version, "trained_weights": weights,
+                                                 "quantized_weights": variants,
+                                                 "model_card": card_hash})
 
 
 if __name__ == "__main__":

@@ -34,6 +34,17 @@ def baseline(store: ArtifactStore, model: str, candidate_weights: str) -> dict[s
     return champion
 
 
+def promote_champion(store: ArtifactStore, tracking_uri: str, model: str,
+                     entry: dict[str, Any]) -> dict[str, Any]:
+    """Promote ``entry`` in the store record and point the MLflow aliases to match."""
+    from pipelines.tracking import set_aliases
+
+    updated = promote(store, model, entry)
+    set_aliases(tracking_uri, model,
+                {alias: (e or {}).get("version") for alias, e in updated.items()})
+    return updated
+
+
 def promote(store: ArtifactStore, model: str, entry: dict[str, Any]) -> dict[str, Any]:
     """Make ``entry`` the champion; the old champion becomes ``previous``."""
     current = aliases(store, model)

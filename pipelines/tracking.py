@@ -41,9 +41,10 @@ class TrainingLog:
     """One MLflow run per training; each tuning trial is a nested run under it."""
 
     def __init__(self, tracking_uri: str, experiment_id: str, run_name: str,
-                 tags: dict[str, str]):
+                 tags: dict[str, str], on_trial: Any = None):
         self.uri, self.experiment_id, self.run_name, self.tags = (
             tracking_uri, experiment_id, run_name, tags)
+        self.on_trial = on_trial  # progress callback, given each trial record
         self.run_id: str | None = None
         self.model_uri: str | None = None
         self._mlflow: Any = None
@@ -60,6 +61,8 @@ class TrainingLog:
         self._mlflow.end_run(status="FAILED" if exc_type else "FINISHED")
 
     def trial(self, record: Any) -> None:
+        if self.on_trial is not None:
+            self.on_trial(record)
         mlflow = self._mlflow
         with mlflow.start_run(experiment_id=self.experiment_id, nested=True,
                               run_name=f"trial {record.number}",
