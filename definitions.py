@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dagster as dg
 
+from assets.deployment import deployment
 from assets.features import build_ingest_assets
 from assets.model_card import model_card
 from assets.quantization import quantized_weights
@@ -29,7 +30,7 @@ def build_definitions() -> dg.Definitions:
     jobs = build_jobs()
     return dg.Definitions(
         assets=[raw_source, build_ingest_assets(spec), trained_weights,
-                quantized_weights, model_card],
+                quantized_weights, model_card, deployment],
         jobs=jobs,
         schedules=build_schedules(jobs[0]),
         resources={

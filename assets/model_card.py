@@ -1,7 +1,5 @@
 """model_card: metrics, fairness, champion comparison and the deploy gate (a blocking check)."""
 
-from typing import Any
-
 import dagster as dg
 
 from assets.memo import materialize_stage
@@ -46,23 +44,10 @@ def model_card(context: dg.AssetExecutionContext, validated_features: ArtifactRe
                   "dataset_spec": dataset.name, "dagster_run_id": context.run_id})
         return result
 
-    def promote_if_passed(content_hash: str, result: Any) -> None:
-        from pipelines.registry import promote_champion
-        from pipelines.tracking import find_version
-
-        if result.metadata["gate"] != "passed":
-            context.log.warning("deploy gate blocked this model; the champion stays")
-            return
-        version = find_version(mlflow.tracking_uri, dataset.name, trained_weights.content_hash)
-        promote_champion(st, mlflow.tracking_uri, dataset.name, {
-            "version": version, "trained_weights": trained_weights.content_hash,
-            "quantized_weights": quantized_weights.content_hash, "model_card": content_hash})
-        result.metadata["promoted_version"] = version
-
     yield from materialize_stage(
         context, asset="model_card", store=st, modules=("pipelines.stages.model_card",),
         config=dataset.stage_config("model_card"),
         inputs={name: r.content_hash for name, r in refs.items()}
         | {"champion": champion["quantized_weights"] if champion else "none"},
-        compute=compute, on_saved=promote_if_passed,
+        compute=compute,
     )

@@ -91,20 +91,15 @@ def main() -> None:
                  tags={"recipe_key": key})
         return result
 
-    from pipelines.registry import baseline, promote_champion
-    from pipelines.tracking import find_version
+    from pipelines.registry import baseline
+    from pipelines.stages.deployment import publish
 
     champion = baseline(store, spec.name, weights)
     refs_in = refs | {"champion": champion["quantized_weights"] if champion else "none"}
     card_hash = stage("model_card", "pipelines.stages.model_card",
                       spec.stage_config("model_card"), refs_in, card)
-    gate = store.get_bytes(store.get_manifest(card_hash).files["gate.json"])
-    if b'"passed":true' in gate:
-        version = find_version(uri, spec.name, weights)
-        promote_champion(store, uri, spec.name, {"version": version, "trained_weights": weights,
-                                                 "quantized_weights": variants,
-                                                 "model_card": card_hash})
-
+    publish(spec, store, tracking_uri=uri, trained_weights=weights,
+            quantized_weights=variants, model_card=card_hash)
 
 if __name__ == "__main__":
     main()

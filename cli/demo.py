@@ -25,10 +25,16 @@ def run_chain(instance=None):
 def summary(result) -> list[dict]:
     rows = []
     for event in result.get_asset_materialization_events():
-        meta = event.materialization.metadata
-        rows.append({"asset": event.asset_key.to_user_string(), "cache": meta["cache"].value,
-                     "content_hash": str(meta["content_hash"].value),
-                     "seconds": float(meta["seconds"].value)})
+        meta = {k: v.value for k, v in event.materialization.metadata.items()}
+        if "outcome" in meta:  # deployment: a change of state, not a memoized artifact
+            rows.append({"asset": event.asset_key.to_user_string(), "cache": "-",
+                         "content_hash": f"{meta['outcome']} v{meta['version']} "
+                                         f"({meta.get('role', 'not deployed')})",
+                         "seconds": 0.0, "meta": meta})
+            continue
+        rows.append({"asset": event.asset_key.to_user_string(), "cache": meta["cache"],
+                     "content_hash": str(meta["content_hash"]),
+                     "seconds": float(meta["seconds"])})
     return rows
 
 
@@ -51,10 +57,11 @@ def main() -> int:
     result = run_chain()
     total = time.perf_counter() - start
     rows = summary(result)
-    print(f"\n{'asset':<20} {'cache':<6} {'content hash':<24} {'seconds':>8}")
+    print(f"\n{'asset':<20} {'cache':<6} {'content hash / outcome':<31} {'seconds':>8}")
     for r in rows:
-        print(f"{r['asset']:<20} {r['cache']:<6} {r['content_hash'][:23]:<24} {r['seconds']:>8.3f}")
-    print(f"{'total (run)':<52} {total:>8.3f}")
+        print(f"{r['asset']:<20} {r['cache']:<6} {r['content_hash'][:30]:<31} "
+              f"{r['seconds']:>8.3f}")
+    print(f"{'total (run)':<59} {total:>8.3f}")
     if not result.success:
         for event in result.all_events:
             if event.is_step_failure:
@@ -65,6 +72,13 @@ def main() -> int:
     card = next(r for r in rows if r["asset"] == "model_card")
     path = export_card(card["content_hash"], state_dir() / "model_cards" / "latest")
     print(f"\nmodel card: {path}\n            {path.with_suffix('.md')}")
+    deployed = next((r for r in rows if r["asset"] == "deployment"), None)
+    if deployed:
+        meta = deployed["meta"]
+        print(f"deployment: stable v{meta['stable_version']}, canary "
+              f"v{meta['canary_version']}" + (f"; edge bundle {meta['edge_bundle']}"
+                                              if "edge_bundle" in meta else "")
+              + "\n            serve it: make serve (API key: make api-key)")
     return 0
 
 

@@ -1,18 +1,47 @@
-"""Asset jobs. Local jobs run in process: the multiprocess executor costs seconds a step."""
-
-from __future__ import annotations
+"""Jobs. Local jobs run in process: the multiprocess executor costs seconds a step."""
 
 import dagster as dg
 
-CHAIN = ("raw_data", "validated_features", "trained_weights", "quantized_weights", "model_card")
+from resources.store import ArtifactStoreResource, DatasetSpecResource, MlflowResource
+
+CHAIN = ("raw_data", "validated_features", "trained_weights", "quantized_weights", "model_card",
+         "deployment")
 
 
-def build_jobs() -> list[dg.UnresolvedAssetJobDefinition]:
+@dg.op(description="Undo the newest deployment change: withdraw a live canary, else go back "
+                   "to the previous stable model. The serving service switches within a poll.")
+def rollback_deployment(context: dg.OpExecutionContext, store: ArtifactStoreResource,
+                        spec: DatasetSpecResource, mlflow: MlflowResource) -> None:
+    from pipelines import deploy
+
+    st, name = store.get(), spec.get().name
+    try:
+        state = deploy.rollback(st, name, actor=f"dagster run {context.run_id}")
+    except deploy.DeployError as exc:
+        raise dg.Failure(description=str(exc)) from exc
+    targets = deploy.sync_aliases(st, mlflow.tracking_uri, name)
+    context.log.info(f"rolled back: stable is now version "
+                     f"{deploy.version_label(state.stable)}; MLflow aliases {targets}")
+
+
+def build_jobs() -> list:
     # Observable sources are observed only when a job selects them explicitly.
     chain = dg.AssetSelection.assets("raw_source", *CHAIN)
     training_job = dg.define_asset_job(
         "training_job", selection=chain, executor_def=dg.in_process_executor,
         description="The whole chain: observe the source, snapshot, validate, train, "
-                    "quantize and write the model card. Unchanged stages are cache hits.",
+                    "quantize, write the model card and deploy what passes the gate. "
+                    "Unchanged stages are cache hits.",
     )
-    return [training_job]
+    deploy_job = dg.define_asset_job(
+        "deploy_job", selection=dg.AssetSelection.assets("deployment"),
+        executor_def=dg.in_process_executor,
+        description="Deploy the latest model card's model if its stored gate verdict passed.",
+    )
+
+    @dg.job(executor_def=dg.in_process_executor,
+            description="Roll the deployment back one step (same as `make rollback`).")
+    def rollback_job():
+        rollback_deployment()
+
+    return [training_job, deploy_job, rollback_job]

@@ -149,6 +149,47 @@ class ModelCardSpec(_Strict):
     limitations: str = "Not stated in the dataset spec."
 
 
+class CanarySpec(_Strict):
+    """How a new model proves itself on live traffic before it replaces the stable one.
+
+    ``share: 0`` deploys straight to stable. The canary is promoted once it has served
+    ``min_requests`` with an error rate and p99 latency within the limits, and aborted as
+    soon as its errors alone exceed what ``max_error_rate`` allows over ``min_requests``.
+    """
+
+    share: float = Field(0.1, ge=0.0, le=1.0)
+    min_requests: int = Field(200, ge=1)
+    max_error_rate: float = Field(0.01, ge=0.0, le=1.0)
+    max_p99_latency_ms: float = Field(50.0, gt=0)
+
+
+class EdgeSpec(_Strict):
+    """Edge target: a folder or fsspec URI that gets int8 bundles (model + manifest)."""
+
+    target: str = "${TIDELINE_HOME:-.tideline}/edge"
+    max_bytes: int = Field(2_000_000, ge=1)
+
+
+class ServingSpec(_Strict):
+    """The inference service's behaviour (read when the service starts)."""
+
+    variants: dict[Literal["high", "normal"], Literal["fp32", "int8", "fp16"]] = Field(
+        default_factory=lambda: {"high": "fp32", "normal": "int8"})
+    max_batch: int = Field(64, ge=1)
+    max_wait_ms: float = Field(5.0, ge=0.0)
+    max_records: int = Field(1000, ge=1)
+    max_body_bytes: int = Field(1_000_000, ge=1024)
+    rate_limit_per_minute: int = Field(6000, ge=1)
+    log_retention_files: int = Field(1000, ge=1)
+    log_flush_rows: int = Field(1000, ge=1)
+    log_flush_seconds: float = Field(2.0, gt=0)
+
+
+class DeploymentSpec(_Strict):
+    canary: CanarySpec = CanarySpec()
+    edge: EdgeSpec = EdgeSpec()
+
+
 class DatasetSpec(_Strict):
     name: str = Field(pattern=r"^[a-z0-9_]+$")
     description: str = ""
@@ -163,6 +204,8 @@ class DatasetSpec(_Strict):
     tuning: TuningSpec = TuningSpec()
     gate: GateSpec = GateSpec()
     model_card: ModelCardSpec = ModelCardSpec()
+    deployment: DeploymentSpec = DeploymentSpec()
+    serving: ServingSpec = ServingSpec()
 
     @model_validator(mode="after")
     def _check(self) -> DatasetSpec:
@@ -239,6 +282,10 @@ def load_spec(path: str | Path) -> DatasetSpec:
         if "path" in source:
             source["path"] = expand_env(str(source["path"]))
         raw["source"] = source
+        deployment = dict(raw.get("deployment") or {})
+        edge = dict(deployment.get("edge") or {})
+        edge["target"] = expand_env(str(edge.get("target", EdgeSpec().target)))
+        raw["deployment"] = deployment | {"edge": edge}
         return DatasetSpec.model_validate(raw)
     except ValidationError as exc:
         problems = "; ".join(

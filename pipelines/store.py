@@ -188,3 +188,54 @@ class ArtifactStore:
     def write_record(self, name: str, record: dict[str, Any]) -> None:
         """Replace a named JSON record atomically."""
         self._atomic_write(f"{self._base}/records/{name}.json", canonical_json(record))
+
+    def create_record(self, name: str, record: dict[str, Any]) -> None:
+        """Write a named JSON record that must not exist yet (entries of append-only logs).
+
+        Raises:
+            FileExistsError: the name is taken; nothing is overwritten.
+        """
+        path = f"{self._base}/records/{name}.json"
+        if self.local:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            tmp = f"{path}.tmp-{uuid.uuid4().hex}"
+            with open(tmp, "wb") as f:
+                f.write(canonical_json(record))
+                f.flush()
+                os.fsync(f.fileno())
+            try:
+                os.link(tmp, path)  # fails if the name exists, unlike a rename
+            finally:
+                os.unlink(tmp)
+            return
+        if self.fs.exists(path):
+            raise FileExistsError(path)
+        self._atomic_write(path, canonical_json(record))
+
+    def list_records(self, prefix: str) -> list[str]:
+        """Names of the records under ``records/<prefix>/``, sorted."""
+        base = f"{self._base}/records/{prefix}"
+        try:
+            paths = self.fs.ls(base, detail=False)
+        except FileNotFoundError:
+            return []
+        names = [p.rsplit("/", 1)[-1] for p in paths]
+        return sorted(f"{prefix}/{n[:-5]}" for n in names if n.endswith(".json"))
+
+    def lock_path(self, name: str) -> Path:
+        """A local file to lock for ``name``: in the store for a local store, else per machine.
+
+        An object store has no locks; until it gets one, writers of the same remote store
+        on different machines are not serialized.
+        """
+        import hashlib
+        import tempfile
+
+        if self.local:
+            path = Path(self._base, "locks", f"{name.replace('/', '__')}.lock")
+        else:
+            digest = hashlib.sha256(self.root.encode()).hexdigest()[:16]
+            path = Path(tempfile.gettempdir(), "tideline-locks", digest,
+                        f"{name.replace('/', '__')}.lock")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path

@@ -10,9 +10,14 @@ def test_definitions_snapshot(monkeypatch, tmp_path):
     defs = build_definitions()
     keys = {k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys()}
     assert keys == {"raw_source", "raw_data", "validated_features", "trained_weights",
-                    "quantized_weights", "model_card"}
+                    "quantized_weights", "model_card", "deployment"}
     job = defs.resolve_job_def("training_job")
     assert job.executor_def.name == "in_process"
+    deploy_job = defs.resolve_job_def("deploy_job")
+    assert {k.to_user_string() for k in deploy_job.asset_layer.selected_asset_keys} == {
+        "deployment"}
+    assert [n.name for n in defs.resolve_job_def("rollback_job").nodes] == [
+        "rollback_deployment"]
     schedule = defs.resolve_schedule_def("nightly_schedule")
     assert schedule.cron_schedule == "0 2 * * *" and schedule.execution_timezone == "UTC"
     assert schedule.job_name == "training_job"

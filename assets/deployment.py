@@ -1,0 +1,44 @@
+"""deployment: publishes a model that passed the gate (canary or stable) and its edge bundle."""
+
+import dagster as dg
+
+from resources.refs import ArtifactRef
+from resources.store import ArtifactStoreResource, DatasetSpecResource, MlflowResource
+
+
+@dg.asset(group_name="serving", kinds={"onnx"},
+          description="Checks the gate verdict stored with the model card; a model that "
+                      "passed is appended to the deployment history (canary beside the stable "
+                      "model, or stable) and its int8 edge bundle is published. A blocked "
+                      "model is recorded as rejected and nothing changes.")
+def deployment(context: dg.AssetExecutionContext, trained_weights: ArtifactRef,
+               quantized_weights: ArtifactRef, model_card: ArtifactRef,
+               spec: DatasetSpecResource, store: ArtifactStoreResource,
+               mlflow: MlflowResource) -> dg.MaterializeResult:
+    from pipelines.stages.deployment import publish
+    from pipelines.targets import EdgeBundleTooLarge
+
+    dataset = spec.get()
+    try:
+        result = publish(dataset, store.get(), tracking_uri=mlflow.tracking_uri,
+                         trained_weights=trained_weights.content_hash,
+                         quantized_weights=quantized_weights.content_hash,
+                         model_card=model_card.content_hash,
+                         actor=f"dagster run {context.run_id}", log=context.log.info)
+    except EdgeBundleTooLarge as exc:
+        raise dg.Failure(description=str(exc)) from exc
+    state = result["state"]
+    metadata = {
+        "outcome": result["outcome"], "version": str(result["version"]),
+        "stable_version": str((state["stable"] or {}).get("version", "none")),
+        "canary_version": str((state["canary"] or {}).get("version", "none")),
+        "history_entry": state["seq"],
+    }
+    if result["outcome"] == "rejected":
+        metadata["reason"] = result["reason"]
+    else:
+        metadata |= {"role": result["role"], "edge_bundle": dg.MetadataValue.path(result["edge"])}
+        if result["edge_bytes"] is not None:
+            metadata["edge_bytes"] = result["edge_bytes"]
+    return dg.MaterializeResult(metadata=metadata,
+                                data_version=dg.DataVersion(f"deployment-{state['seq']}"))

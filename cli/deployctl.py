@@ -1,0 +1,108 @@
+"""Deployment by hand: status, promote, abort, rollback, API keys.
+
+Usage::
+
+    python -m cli.deployctl status          # what is serving, and the history
+    python -m cli.deployctl promote         # make the canary stable   (make promote)
+    python -m cli.deployctl abort           # withdraw the canary      (make abort)
+    python -m cli.deployctl rollback        # undo the newest change   (make rollback)
+    python -m cli.deployctl api-key NAME    # create an API key for the serving service
+
+Thin on purpose: no Dagster run and no MLflow import before the history entry is
+written (the service switches on that entry). The MLflow aliases then follow in a
+background process (``--aliases wait`` waits for it, ``--aliases skip`` leaves it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _context():
+    from pipelines.spec import load_spec
+    from pipelines.store import ArtifactStore
+    from resources.settings import spec_path, state_dir
+
+    state = state_dir()
+    return ArtifactStore(state / "store"), load_spec(spec_path()).name, state
+
+
+def _sync(mode: str) -> None:
+    if mode == "skip":
+        return
+    cmd = [sys.executable, "-m", "cli.deployctl", "sync-aliases"]
+    if mode == "wait":
+        subprocess.run(cmd, cwd=REPO, check=False)
+    else:
+        subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                         start_new_session=True)
+        print("MLflow aliases are being updated in the background")
+
+
+def _label(model) -> str:
+    return "none" if model is None else f"v{model['version']}"
+
+
+def status(store, name: str) -> None:
+    from pipelines import deploy
+
+    state = deploy.current(store, name)
+    print(f"{name}: stable {_label(state.stable)}, canary {_label(state.canary)}, "
+          f"previous {_label(state.previous)}")
+    for e in deploy.entries(store, name)[-15:]:
+        when = dt.datetime.fromtimestamp(e["time"], dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+        print(f"  #{e['seq']:<4} {when}  {e['action']:<8} {_label(e.get('model')):<6} "
+              f"{e['state']:<11} {e.get('reason', '')[:70]}  ({e.get('actor')})")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m cli.deployctl", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("action", choices=["status", "promote", "abort", "rollback", "api-key",
+                                           "sync-aliases"])
+    parser.add_argument("name", nargs="?", help="key name (api-key)")
+    parser.add_argument("--reason", default=None)
+    parser.add_argument("--aliases", choices=["background", "wait", "skip"],
+                        default="background")
+    args = parser.parse_args(argv)
+    store, name, state_folder = _context()
+    from pipelines import deploy
+
+    try:
+        if args.action == "status":
+            status(store, name)
+        elif args.action == "api-key":
+            import os
+
+            from serving.security import ApiKeys
+
+            path = Path(os.environ.get("TIDELINE_API_KEYS",
+                                       state_folder / "serving" / "api_keys.json"))
+            key = ApiKeys(path).create(args.name or "default")
+            print(f"API key {args.name or 'default'!r} (shown once; only its sha256 is kept "
+                  f"in {path}):\n{key}")
+        elif args.action == "sync-aliases":
+            from resources.settings import mlflow_uri
+
+            print(deploy.sync_aliases(store, mlflow_uri(state_folder), name))
+        else:
+            action = {"promote": deploy.promote, "abort": deploy.abort,
+                      "rollback": deploy.rollback}[args.action]
+            state = action(store, name, reason=args.reason or f"{args.action} by hand")
+            print(f"{args.action}: {name} stable {_label(state.stable)}, canary "
+                  f"{_label(state.canary)} (history entry {state.seq})")
+            _sync(args.aliases)
+    except deploy.DeployError as exc:
+        print(f"{args.action}: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,247 @@
+"""The deployment history: an append-only log in the artifact store, the source of truth.
+
+Entries live under ``records/deployments/<model>/<seq>.json`` and are never rewritten.
+Replaying them gives the serving state: the ``stable`` model, an optional ``canary``
+and the stack of earlier stable models that rollbacks walk back through. After every
+append the resolved state is written to ``records/deployments/<model>/head.json``, which
+the serving service polls (one small read). A file lock serializes deploys, promotions,
+aborts and rollbacks, and each action checks the state it was decided on, so two of them
+racing cannot both apply.
+
+This module imports nothing heavy: ``make rollback`` goes through it and must stay fast.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import getpass
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from pipelines.store import ArtifactStore
+
+VARIANTS = ("fp32", "int8", "fp16")
+
+
+class DeployError(RuntimeError):
+    """An action that does not apply to the current deployment state (says why)."""
+
+
+@dataclass
+class DeploymentState:
+    """What is deployed, resolved from the history."""
+
+    seq: int = 0
+    stable: dict[str, Any] | None = None
+    canary: dict[str, Any] | None = None
+    stack: list[dict[str, Any]] = field(default_factory=list)  # stable models, oldest first
+
+    @property
+    def previous(self) -> dict[str, Any] | None:
+        return self.stack[-2] if len(self.stack) > 1 else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"seq": self.seq, "stable": self.stable, "canary": self.canary,
+                "previous": self.previous, "stack": [m["version"] for m in self.stack]}
+
+
+def _prefix(model_name: str) -> str:
+    return f"deployments/{model_name}"
+
+
+def entries(store: ArtifactStore, model_name: str) -> list[dict[str, Any]]:
+    """Every history entry, oldest first."""
+    names = [n for n in store.list_records(_prefix(model_name)) if n.rsplit("/", 1)[-1].isdigit()]
+    return [store.read_record(n) for n in names]
+
+
+def replay(log: list[dict[str, Any]]) -> DeploymentState:
+    state = DeploymentState()
+    for entry in log:
+        action, model = entry["action"], entry.get("model")
+        if action == "deploy" and entry["state"] == "stable":
+            state.stack.append(model)
+            state.canary = None
+        elif action == "deploy":
+            state.canary = model
+        elif action == "promote":
+            state.stack.append(model)
+            state.canary = None
+        elif action in ("abort", "rollback") and entry["state"] == "aborted":
+            state.canary = None
+        elif action == "rollback":
+            state.stack.pop()
+        state.seq = entry["seq"]
+    state.stable = state.stack[-1] if state.stack else None
+    return state
+
+
+def current(store: ArtifactStore, model_name: str) -> DeploymentState:
+    """The resolved state (from the history itself, not the head cache)."""
+    return replay(entries(store, model_name))
+
+
+def head(store: ArtifactStore, model_name: str) -> dict[str, Any] | None:
+    """The cached resolved state the service polls (``None`` before the first deploy)."""
+    return store.read_record(f"{_prefix(model_name)}/head")
+
+
+@contextlib.contextmanager
+def locked(store: ArtifactStore, model_name: str, timeout_s: float = 30.0) -> Iterator[None]:
+    """Hold the model's deployment lock (an exclusive ``flock``)."""
+    path = store.lock_path(f"deployments-{model_name}")
+    deadline = time.monotonic() + timeout_s
+    with open(path, "a+") as handle:
+        while True:
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise DeployError(
+                        f"another deploy or rollback of {model_name} holds {path} for more "
+                        f"than {timeout_s:g} s; retry when it has finished") from None
+                time.sleep(0.02)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def _append(store: ArtifactStore, model_name: str, state: DeploymentState,
+            entry: dict[str, Any]) -> DeploymentState:
+    """Append one entry (caller holds the lock) and refresh the head."""
+    seq = state.seq + 1
+    entry = {"seq": seq, "time": time.time(), "actor": entry.pop("actor", None) or _actor(),
+             **entry}
+    store.create_record(f"{_prefix(model_name)}/{seq:08d}", entry)
+    new = replay([*entries(store, model_name)])
+    store.write_record(f"{_prefix(model_name)}/head", new.to_dict())
+    return new
+
+
+def _actor() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
+def deploy(store: ArtifactStore, model_name: str, model: dict[str, Any], *,
+           canary_share: float, actor: str | None = None) -> tuple[str, DeploymentState]:
+    """Deploy a model that passed the gate: as canary beside a stable model, else stable.
+
+    Returns ``("deployed", state)``, or ``("unchanged", state)`` when the model is already
+    the stable or canary one. A new canary replaces a live one (which is aborted).
+    """
+    with locked(store, model_name):
+        state = current(store, model_name)
+        live = [m for m in (state.stable, state.canary) if m]
+        if any(m["trained_weights"] == model["trained_weights"] for m in live):
+            return "unchanged", state
+        as_canary = state.stable is not None and canary_share > 0
+        if as_canary and state.canary:
+            state = _append(store, model_name, state, {
+                "action": "abort", "state": "aborted", "model": state.canary,
+                "reason": f"replaced by version {model['version']}", "actor": actor})
+        state = _append(store, model_name, state, {
+            "action": "deploy", "state": "canary" if as_canary else "stable", "model": model,
+            "reason": f"passed the deploy gate (card {model['model_card'][:19]}…)",
+            "actor": actor})
+        return "deployed", state
+
+
+def reject(store: ArtifactStore, model_name: str, model: dict[str, Any], reason: str,
+           actor: str | None = None) -> DeploymentState:
+    """Record that a candidate was not deployed, and why; the serving state is unchanged."""
+    with locked(store, model_name):
+        state = current(store, model_name)
+        last = entries(store, model_name)[-1:] if state.seq else []
+        if last and last[0]["action"] == "reject" and last[0]["model"]["model_card"] == model[
+                "model_card"]:
+            return state
+        return _append(store, model_name, state, {
+            "action": "reject", "state": "rejected", "model": model, "reason": reason,
+            "actor": actor})
+
+
+def promote(store: ArtifactStore, model_name: str, *, expect_seq: int | None = None,
+            reason: str = "promoted by hand", actor: str | None = None) -> DeploymentState:
+    """Make the canary the stable model.
+
+    ``expect_seq`` applies the promotion only if the history is still at that entry (the
+    service passes the state its canary verdict was made on).
+    """
+    with locked(store, model_name):
+        state = current(store, model_name)
+        _expect(state, expect_seq)
+        if state.canary is None:
+            raise DeployError(f"{model_name} has no canary to promote "
+                              f"(stable: {version_label(state.stable)})")
+        return _append(store, model_name, state, {
+            "action": "promote", "state": "stable", "model": state.canary, "reason": reason,
+            "actor": actor})
+
+
+def abort(store: ArtifactStore, model_name: str, *, expect_seq: int | None = None,
+          reason: str = "aborted by hand", actor: str | None = None) -> DeploymentState:
+    """Withdraw the canary; the stable model takes all traffic again."""
+    with locked(store, model_name):
+        state = current(store, model_name)
+        _expect(state, expect_seq)
+        if state.canary is None:
+            raise DeployError(f"{model_name} has no canary to abort "
+                              f"(stable: {version_label(state.stable)})")
+        return _append(store, model_name, state, {
+            "action": "abort", "state": "aborted", "model": state.canary, "reason": reason,
+            "actor": actor})
+
+
+def rollback(store: ArtifactStore, model_name: str, *, reason: str = "rolled back by hand",
+             actor: str | None = None) -> DeploymentState:
+    """Undo the newest change: withdraw a live canary, else go back one stable model.
+
+    A second rollback walks further back through the earlier stable models.
+    """
+    with locked(store, model_name):
+        state = current(store, model_name)
+        if state.canary is not None:
+            return _append(store, model_name, state, {
+                "action": "rollback", "state": "aborted", "model": state.canary,
+                "reason": reason, "actor": actor})
+        if state.previous is None:
+            raise DeployError(
+                f"nothing to roll back to: {model_name} has "
+                + ("no deployed model" if state.stable is None
+                   else f"only version {version_label(state.stable)} in its history"))
+        return _append(store, model_name, state, {
+            "action": "rollback", "state": "rolled_back", "model": state.stable,
+            "to": state.previous, "reason": reason, "actor": actor})
+
+
+def _expect(state: DeploymentState, expect_seq: int | None) -> None:
+    if expect_seq is not None and state.seq != expect_seq:
+        raise DeployError(f"the deployment changed (entry {state.seq}, expected {expect_seq}); "
+                          "not applied")
+
+
+def version_label(model: dict[str, Any] | None) -> str:
+    return "none" if model is None else str(model["version"])
+
+
+def alias_targets(state: DeploymentState) -> dict[str, int | None]:
+    """MLflow aliases that mirror the state: ``champion`` (stable) and ``previous``."""
+    return {"champion": state.stable["version"] if state.stable else None,
+            "previous": state.previous["version"] if state.previous else None}
+
+
+def sync_aliases(store: ArtifactStore, tracking_uri: str, model_name: str) -> dict[str, Any]:
+    """Point the MLflow aliases at what the history says (imports MLflow: seconds)."""
+    from pipelines.tracking import set_aliases
+
+    targets = alias_targets(current(store, model_name))
+    set_aliases(tracking_uri, model_name, targets)
+    return targets

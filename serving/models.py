@@ -1,0 +1,100 @@
+"""Loading deployed models: verify each file's sha256, open ONNX Runtime sessions, warm up.
+
+A model here is one deployment entry (one registry version) with a session per variant
+the service uses. Inputs are the raw feature columns; the graph does the preprocessing
+the model was trained with, so there is no serving-side feature code to drift apart.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from pipelines.store import ArtifactStore
+
+
+class ModelLoadError(RuntimeError):
+    """A deployed model that cannot be served (missing, corrupted or failing to run)."""
+
+
+@dataclass
+class LoadedModel:
+    version: int | None
+    trained_weights: str
+    numeric: list[str]
+    categorical: list[str]
+    sessions: dict[str, Any]
+    loaded_at: float = field(default_factory=time.time)
+
+    @property
+    def columns(self) -> list[str]:
+        return [*self.numeric, *self.categorical]
+
+    def feeds(self, records: list[dict[str, Any]]) -> dict[str, np.ndarray]:
+        """ONNX inputs for raw records.
+
+        Missing numbers become NaN and missing categories "", as in training; the graph
+        imputes them.
+        """
+        feeds: dict[str, np.ndarray] = {}
+        if self.numeric:
+            feeds["numeric"] = np.array(
+                [[np.nan if r.get(c) is None else r[c] for c in self.numeric] for r in records],
+                dtype="float32").reshape(len(records), len(self.numeric))
+        for i, col in enumerate(self.categorical):
+            feeds[f"cat_{i}"] = np.array(
+                [["" if r.get(col) is None else str(r[col])] for r in records], dtype=object)
+        return feeds
+
+    def run(self, variant: str, feeds: dict[str, np.ndarray]) -> np.ndarray:
+        sess = self.sessions[variant]
+        names = {i.name for i in sess.get_inputs()}
+        out = sess.run(None, {k: v for k, v in feeds.items() if k in names})[0]
+        return np.asarray(out, dtype="float64").reshape(-1)
+
+
+def load_model(store: ArtifactStore, entry: dict[str, Any], variants: set[str],
+               threads: int = 1) -> LoadedModel:
+    """Load, verify and warm up the variants of one deployment entry.
+
+    Raises:
+        ModelLoadError: naming the version, variant and what is wrong.
+    """
+    from pipelines.quantize import session
+
+    sessions = {}
+    for variant in sorted(variants):
+        spec = entry["variants"][variant]
+        try:
+            data = store.get_bytes(spec["content_hash"])
+        except KeyError as exc:
+            raise ModelLoadError(f"version {entry['version']} {variant}: file "
+                                 f"{spec['content_hash']} is missing from the store") from exc
+        digest = hashlib.sha256(data).hexdigest()
+        if digest != spec["sha256"]:
+            raise ModelLoadError(
+                f"version {entry['version']} {variant}: sha256 {digest[:16]}… does not match "
+                f"the deployment record's {spec['sha256'][:16]}… (corrupted or replaced file); "
+                "refused")
+        try:
+            sessions[variant] = session(data, threads=threads)
+        except Exception as exc:  # ORT raises its own exception types
+            raise ModelLoadError(f"version {entry['version']} {variant}: ONNX Runtime cannot "
+                                 f"load it: {exc}") from exc
+    model = LoadedModel(version=entry["version"], trained_weights=entry["trained_weights"],
+                        numeric=list(entry["inputs"]["numeric"]),
+                        categorical=list(entry["inputs"]["categorical"]), sessions=sessions)
+    warm = model.feeds([{}])
+    for variant in sessions:
+        try:
+            p = model.run(variant, warm)
+        except Exception as exc:
+            raise ModelLoadError(f"version {entry['version']} {variant}: warm-up inference "
+                                 f"failed: {exc}") from exc
+        if not np.all(np.isfinite(p)):
+            raise ModelLoadError(f"version {entry['version']} {variant}: warm-up gave {p}")
+    return model
