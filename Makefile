@@ -14,7 +14,8 @@ export MPLBACKEND := Agg
 export GIT_PYTHON_REFRESH := quiet
 export MLFLOW_DISABLE_TELEMETRY := true
 
-.PHONY: install state demo test ui bench lint clean lock reproduce
+.PHONY: install state demo test ui bench lint clean lock reproduce serve api-key \
+	promote abort rollback deploy-status
 
 $(VENV)/.installed: requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +41,22 @@ ui: state
 reproduce: state
 	@test -n "$(VERSION)" || (echo "usage: make reproduce VERSION=n" >&2; exit 2)
 	$(BIN)/python -m cli.reproduce --version $(VERSION)
+
+# The serving service on the local deployment (http://127.0.0.1:8000/docs).
+# PORT=, WORKERS=; with WORKERS>1 set TIDELINE_REDIS_URL=redis://127.0.0.1:6379/0.
+serve: state
+	@test -s $(STATE)/serving/api_keys.json || $(BIN)/python -m cli.deployctl api-key local
+	$(BIN)/python -m cli.serve --port $${PORT:-8000} --workers $${WORKERS:-1}
+
+api-key: install
+	$(BIN)/python -m cli.deployctl api-key $${NAME:-local}
+
+# Deployment by hand (no Dagster run, no MLflow import before the change lands).
+promote abort rollback: install
+	$(BIN)/python -m cli.deployctl $@
+
+deploy-status: install
+	$(BIN)/python -m cli.deployctl status
 
 bench: state
 	$(BIN)/python -m bench.run_all

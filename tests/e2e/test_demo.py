@@ -33,6 +33,9 @@ def test_demo_runs_end_to_end_then_hits(tmp_path):
     card = Path(re.search(r"model card: (\S+)", out).group(1))
     assert card.exists() and "ROC" in card.with_suffix(".md").read_text()
     assert "<img" in card.read_text()
+    assert "deployment: stable v1" in out
+    bundle = Path(re.search(r"edge bundle (\S+)", out).group(1))
+    assert sorted(p.name for p in bundle.iterdir()) == ["manifest.json", "model_int8.onnx"]
     second, _ = demo(REPO, state)
     assert set(second.values()) == {"hit"}
     assert not (REPO / "mlflow.db").exists() and not (REPO / "mlruns").exists()
@@ -40,7 +43,8 @@ def test_demo_runs_end_to_end_then_hits(tmp_path):
 
 def test_code_change_recomputes_that_stage_and_downstream_only(tmp_path):
     copy = tmp_path / "repo"
-    for name in ("pipelines", "assets", "resources", "jobs", "schedules", "cli", "datasets"):
+    for name in ("pipelines", "assets", "resources", "jobs", "schedules", "cli", "datasets",
+                 "serving"):
         shutil.copytree(REPO / name, copy / name,
                         ignore=shutil.ignore_patterns("__pycache__"))
     for name in ("definitions.py", "dagster.yaml"):

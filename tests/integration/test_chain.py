@@ -17,8 +17,10 @@ def test_demo_chain_then_all_hits(home, chain_factory):
     first = chain.run()
     assert first.success
     m1 = materializations(first)
-    assert list(m1) == CHAIN
-    for asset, meta in m1.items():
+    assert list(m1) == [*CHAIN, "deployment"]
+    assert m1["deployment"]["outcome"] == "deployed" and m1["deployment"]["role"] == "stable"
+    for asset in CHAIN:
+        meta = m1[asset]
         assert meta["cache"] == "miss", asset
         assert meta["recipe_key"].startswith("b3:") and meta["content_hash"].startswith("b3:")
         event = chain.latest(asset)
@@ -27,9 +29,9 @@ def test_demo_chain_then_all_hits(home, chain_factory):
     assert observed is not None
     second = chain.run()
     m2 = materializations(second)
-    assert [m["cache"] for m in m2.values()] == ["hit"] * len(CHAIN)
-    assert {a: m["content_hash"] for a, m in m2.items()} == {
-        a: m["content_hash"] for a, m in m1.items()}
+    assert [m2[a]["cache"] for a in CHAIN] == ["hit"] * len(CHAIN)
+    assert {a: m2[a]["content_hash"] for a in CHAIN} == {a: m1[a]["content_hash"] for a in CHAIN}
+    assert m2["deployment"]["outcome"] == "unchanged"
     # The model card is in the store, with plots, and was logged to MLflow with the model.
     store = chain.store()
     card = store.get_manifest(m1["model_card"]["content_hash"])
@@ -80,7 +82,7 @@ def test_adult_early_cutoff_data_change_and_parity(tmp_path, adult_sample, chain
     source.write_bytes(adult_sample.read_bytes())
     chain = chain_factory(fast_adult_spec(tmp_path, source))
     first = materializations(chain.run())
-    assert list(first) == CHAIN
+    assert list(first) == [*CHAIN, "deployment"]
 
     # fnlwgt is not in the spec: the snapshot changes, validated features do not.
     frame = pd.read_csv(source, dtype=str, keep_default_na=False)

@@ -20,9 +20,10 @@ def champion_version(home, chain):
     import mlflow
 
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{home / 'mlflow' / 'mlflow.db'}")
-    store_record = chain.store().read_record("aliases/adult")
+    from pipelines.deploy import current
+
     return (int(client.get_model_version_by_alias("adult", "champion").version),
-            store_record["champion"]["version"])
+            current(chain.store(), "adult").stable["version"])
 
 
 def card_json(chain, meta):

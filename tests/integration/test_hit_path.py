@@ -21,8 +21,13 @@ from definitions import defs
 instance = dg.DagsterInstance.get()
 result = defs.resolve_job_def("training_job").execute_in_process(instance=instance)
 caches = [e.materialization.metadata["cache"].value
-          for e in result.get_asset_materialization_events()]
-print(json.dumps({"caches": caches, "heavy": [m for m in %r if m in sys.modules]}))
+          for e in result.get_asset_materialization_events()
+          if "cache" in e.materialization.metadata]
+deployed = [e.materialization.metadata["outcome"].value
+            for e in result.get_asset_materialization_events()
+            if "outcome" in e.materialization.metadata]
+heavy = [m for m in %r if m in sys.modules]
+print(json.dumps({"caches": caches, "deployed": deployed, "heavy": heavy}))
 """
 
 
@@ -38,6 +43,7 @@ def test_hit_run_imports_nothing_heavy(home):
     demo_data(home)
     first = run(home)
     assert set(first["caches"]) == {"miss"} and "torch" in first["heavy"]
+    assert first["deployed"] == ["deployed"]
     second = run(home)
-    assert second["caches"] == ["hit"] * 5
+    assert second["caches"] == ["hit"] * 5 and second["deployed"] == ["unchanged"]
     assert second["heavy"] == []

@@ -1,0 +1,84 @@
+"""The deployment asset reads the gate verdict itself; edge bundles; rollback_job."""
+
+import json
+
+import pytest
+import yaml
+
+from pipelines import deploy
+from tests.conftest import failure_text, fast_adult_spec, materializations
+
+pytestmark = pytest.mark.slow
+
+
+def run_job(chain, name):
+    return chain.defs().resolve_job_def(name).execute_in_process(instance=chain.instance,
+                                                                  raise_on_error=False)
+
+
+def test_deploy_job_alone_refuses_a_blocked_model_and_succeeds(tmp_path, adult_sample,
+                                                               chain_factory):
+    source = tmp_path / "adult.csv"
+    source.write_bytes(adult_sample.read_bytes())
+    spec = fast_adult_spec(tmp_path, source, gate={"min_metrics": {"roc_auc": 0.999}})
+    chain = chain_factory(spec)
+    first = chain.run()
+    # The blocking check stops `deployment` in the chain's own run…
+    assert not first.success and "deployment" not in materializations(first)
+    # …and a job that selects `deployment` alone still cannot deploy the model.
+    result = run_job(chain, "deploy_job")
+    assert result.success
+    meta = materializations(result)["deployment"]
+    assert meta["outcome"] == "rejected" and "roc_auc ≥ 0.999" in meta["reason"]
+    assert meta["stable_version"] == "none"
+    store = chain.store()
+    log = deploy.entries(store, "adult")
+    assert [e["action"] for e in log] == ["reject"] and "deploy gate blocked" in log[0]["reason"]
+    assert deploy.current(store, "adult").stable is None
+    assert not list((chain.home / "edge").rglob("*.onnx")), "no edge bundle for it either"
+    # Asking again records nothing new.
+    assert run_job(chain, "deploy_job").success
+    assert len(deploy.entries(store, "adult")) == 1
+
+
+def test_edge_bundle_size_limit_and_rollback_job(tmp_path, adult_sample, chain_factory):
+    source = tmp_path / "adult.csv"
+    source.write_bytes(adult_sample.read_bytes())
+    edge = tmp_path / "edge-target"
+    spec = fast_adult_spec(tmp_path, source, deployment={"edge": {"target": str(edge),
+                                                                  "max_bytes": 5000}})
+    chain = chain_factory(spec)
+    result = chain.run()
+    assert not result.success
+    text = failure_text(result)
+    assert "edge bundle for adult version 1" in text and "deployment.edge.max_bytes" in text
+    assert deploy.entries(chain.store(), "adult") == [], "a failed deploy records nothing"
+
+    raw = yaml.safe_load(spec.read_text())
+    raw["deployment"]["edge"]["max_bytes"] = 2_000_000
+    spec.write_text(yaml.safe_dump(raw, sort_keys=False))
+    assert run_job(chain, "deploy_job").success
+    bundle = edge / "adult" / "v1"
+    assert sorted(p.name for p in bundle.iterdir()) == ["manifest.json", "model_int8.onnx"]
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    import hashlib
+
+    data = (bundle / "model_int8.onnx").read_bytes()
+    assert manifest["sha256"] == hashlib.sha256(data).hexdigest()
+    assert manifest["bytes"] == len(data) and manifest["version"] == 1
+    # The bundle takes raw records: category strings and raw numbers in, a probability out.
+    import numpy as np
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
+    feeds = {"numeric": np.full((1, len(manifest["inputs"]["numeric"])), 40.0, "float32")}
+    for i, _ in enumerate(manifest["inputs"]["categorical"]):
+        feeds[f"cat_{i}"] = np.array([["Private"]], dtype=object)
+    names = {i.name for i in sess.get_inputs()}
+    p = sess.run(None, {k: v for k, v in feeds.items() if k in names})[0]
+    assert 0.0 <= float(np.ravel(p)[0]) <= 1.0
+
+    # With one version only, rollback_job fails with the reason; the history is unchanged.
+    result = run_job(chain, "rollback_job")
+    assert not result.success and "nothing to roll back to" in failure_text(result)
+    assert [e["action"] for e in deploy.entries(chain.store(), "adult")] == ["deploy"]

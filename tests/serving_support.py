@@ -1,0 +1,145 @@
+"""Helpers for tests of the serving service: trained deployments and a real service process."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import yaml
+
+from tests.conftest import REPO, Chain, fast_adult_spec
+
+LOOSE_GATE = {"min_metrics": {"roc_auc": 0.6}, "tolerances": {"roc_auc": 0.5, "log_loss": 5.0}}
+
+
+def train_two_versions(base: Path, adult_sample: Path) -> Path:
+    """Train and deploy two Adult models (v1, then v2 as stable); returns the home."""
+    home = base / "home"
+    source = base / "adult.csv"
+    source.write_bytes(adult_sample.read_bytes())
+    with _env() as mp:
+        for seed in (0, 1):
+            spec = fast_adult_spec(base, source, gate=LOOSE_GATE, training__seed=seed,
+                                   deployment__canary__share=0.0)
+            result = Chain(home, spec, mp).run()
+            assert result.success, "training the serving fixture failed"
+    (home / "spec.yaml").write_text((base / "adult_fast.yaml").read_text())
+    return home
+
+
+class _env:
+    def __enter__(self):
+        import pytest
+
+        self._ctx = pytest.MonkeyPatch.context()
+        return self._ctx.__enter__()
+
+    def __exit__(self, *exc):
+        return self._ctx.__exit__(*exc)
+
+
+def copy_home(trained: Path, dest: Path, **spec_overrides) -> tuple[Path, Path]:
+    """A private copy of a trained home, with its spec changed as the test needs."""
+    shutil.copytree(trained, dest, ignore=shutil.ignore_patterns("locks"))
+    spec = yaml.safe_load((dest / "spec.yaml").read_text())
+    for dotted, value in spec_overrides.items():
+        node = spec
+        *parents, leaf = dotted.split("__")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = value
+    path = dest / "spec.yaml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return dest, path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def service_env(home: Path, spec: Path, **extra: str) -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(REPO), "TIDELINE_HOME": str(home),
+            "TIDELINE_SPEC": str(spec), "TIDELINE_POLL_S": "0.1",
+            "DAGSTER_HOME": str(home / "dagster"), **extra}
+
+
+class Service:
+    """``python -m cli.serve`` in a subprocess on a loopback port."""
+
+    def __init__(self, home: Path, spec: Path, workers: int = 1, **env: str):
+        self.home, self.port = home, free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = service_env(home, spec, **env)
+        self.log = home / f"service-{self.port}.log"
+        self.workers = workers
+        self.proc: subprocess.Popen | None = None
+
+    def api_key(self, name: str = "tests") -> str:
+        out = subprocess.run([sys.executable, "-m", "cli.deployctl", "api-key", name], cwd=REPO,
+                             env=self.env, capture_output=True, text=True, check=True)
+        return out.stdout.strip().splitlines()[-1]
+
+    def __enter__(self) -> Service:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "cli.serve", "--port", str(self.port), "--workers",
+             str(self.workers), "--log-level", "warning"],
+            cwd=REPO, env=self.env, stdout=self.log.open("w"), stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, self.log.read_text()
+            try:
+                if httpx.get(f"{self.url}/ready", timeout=2).status_code == 200:
+                    return self
+            except httpx.TransportError:
+                pass
+            time.sleep(0.2)
+        raise AssertionError(f"service did not become ready:\n{self.log.read_text()}")
+
+    def __exit__(self, *exc) -> None:
+        assert self.proc is not None
+        self.proc.terminate()
+        try:
+            self.proc.wait(20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+    def ready(self) -> dict:
+        return httpx.get(f"{self.url}/ready", timeout=5).json()
+
+    def wait_for(self, predicate, timeout: float = 20.0) -> dict:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            state = self.ready()
+            if predicate(state):
+                return state
+            time.sleep(0.05)
+        raise AssertionError(f"service never reached the state; last /ready: {state}")
+
+
+def held_out_records(home: Path, model_name: str = "adult"):
+    """Held-out rows of the stable model as raw JSON records, and the card's predictions."""
+    from pipelines import deploy
+    from pipelines.artifacts import read_frame
+    from pipelines.features import ROW_COLUMN, SPLIT_COLUMN
+    from pipelines.store import ArtifactStore
+
+    store = ArtifactStore(home / "store")
+    stable = deploy.current(store, model_name).stable
+    card = store.get_manifest(stable["model_card"])
+    predictions = read_frame(store, card, "predictions")
+    lineage = json.loads(store.get_bytes(card.files["card.json"]))["lineage"]
+    features = read_frame(store, store.get_manifest(lineage["validated_features"]), "features")
+    test = features[features[SPLIT_COLUMN] == "test"].reset_index(drop=True)
+    columns = [*stable["inputs"]["numeric"], *stable["inputs"]["categorical"]]
+    merged = test.merge(predictions, on=ROW_COLUMN, validate="one_to_one")
+    records = json.loads(merged[columns].to_json(orient="records"))
+    return records, merged, stable

@@ -1,0 +1,130 @@
+"""The deployment history: append-only, replayed into a state, safe under concurrency."""
+
+import json
+import multiprocessing
+import subprocess
+import sys
+
+import pytest
+
+from pipelines import deploy
+from pipelines.store import ArtifactStore
+from tests.conftest import REPO
+
+
+def model(version: int) -> dict:
+    return {"version": version, "trained_weights": f"b3:w{version}",
+            "quantized_weights": f"b3:q{version}", "model_card": f"b3:c{version}",
+            "variants": {}, "inputs": {"numeric": [], "categorical": []}}
+
+
+def test_deploy_promote_rollback_walks_back(tmp_path):
+    store = ArtifactStore(tmp_path / "store")
+    outcome, state = deploy.deploy(store, "m", model(1), canary_share=0.1)
+    assert outcome == "deployed" and state.stable["version"] == 1 and state.canary is None
+    assert deploy.deploy(store, "m", model(1), canary_share=0.1)[0] == "unchanged"
+    _, state = deploy.deploy(store, "m", model(2), canary_share=0.1)
+    assert (state.stable["version"], state.canary["version"]) == (1, 2)
+    state = deploy.promote(store, "m")
+    assert state.stable["version"] == 2 and state.canary is None and state.previous["version"] == 1
+    _, state = deploy.deploy(store, "m", model(3), canary_share=0.0)  # share 0: straight to stable
+    assert [m["version"] for m in state.stack] == [1, 2, 3]
+    assert deploy.alias_targets(state) == {"champion": 3, "previous": 2}
+
+    state = deploy.rollback(store, "m")
+    assert state.stable["version"] == 2
+    state = deploy.rollback(store, "m")  # a second rollback walks further back
+    assert state.stable["version"] == 1 and deploy.alias_targets(state)["previous"] is None
+    with pytest.raises(deploy.DeployError, match="nothing to roll back to"):
+        deploy.rollback(store, "m")
+
+    # The log only grew; the head the service polls matches a full replay.
+    log = deploy.entries(store, "m")
+    assert [e["seq"] for e in log] == list(range(1, len(log) + 1))
+    assert [e["action"] for e in log] == ["deploy", "deploy", "promote", "deploy", "rollback",
+                                          "rollback"]
+    assert all(e["model"]["version"] and e["state"] and e["time"] for e in log)
+    assert deploy.head(store, "m") == deploy.current(store, "m").to_dict()
+
+
+def test_rollback_with_a_live_canary_withdraws_it(tmp_path):
+    store = ArtifactStore(tmp_path / "store")
+    deploy.deploy(store, "m", model(1), canary_share=0.5)
+    deploy.deploy(store, "m", model(2), canary_share=0.5)
+    state = deploy.rollback(store, "m")
+    assert state.canary is None and state.stable["version"] == 1
+    with pytest.raises(deploy.DeployError, match="no canary to promote"):
+        deploy.promote(store, "m")
+
+
+def test_a_new_canary_replaces_the_live_one_and_stale_verdicts_do_not_apply(tmp_path):
+    store = ArtifactStore(tmp_path / "store")
+    deploy.deploy(store, "m", model(1), canary_share=0.5)
+    _, seen = deploy.deploy(store, "m", model(2), canary_share=0.5)
+    _, state = deploy.deploy(store, "m", model(3), canary_share=0.5)
+    assert state.canary["version"] == 3
+    assert deploy.entries(store, "m")[-2]["action"] == "abort"
+    # A verdict reached on canary 2 must not promote canary 3.
+    with pytest.raises(deploy.DeployError, match="changed"):
+        deploy.promote(store, "m", expect_seq=seen.seq)
+    assert deploy.current(store, "m").canary["version"] == 3
+
+
+def test_reject_records_why_and_changes_nothing(tmp_path):
+    store = ArtifactStore(tmp_path / "store")
+    deploy.deploy(store, "m", model(1), canary_share=0.5)
+    before = deploy.current(store, "m")
+    after = deploy.reject(store, "m", model(2), "deploy gate blocked: roc_auc ≥ 0.9")
+    deploy.reject(store, "m", model(2), "deploy gate blocked: roc_auc ≥ 0.9")  # recorded once
+    assert (after.stable, after.canary, after.stack) == (before.stable, before.canary,
+                                                          before.stack)
+    log = deploy.entries(store, "m")
+    assert [e["action"] for e in log] == ["deploy", "reject"]
+    assert "roc_auc" in log[-1]["reason"]
+
+
+def test_history_entries_are_never_overwritten(tmp_path):
+    store = ArtifactStore(tmp_path / "store")
+    store.create_record("deployments/m/00000001", {"a": 1})
+    with pytest.raises(FileExistsError):
+        store.create_record("deployments/m/00000001", {"a": 2})
+    assert store.read_record("deployments/m/00000001") == {"a": 1}
+
+
+def _deploy_many(root: str, worker: int) -> None:
+    store = ArtifactStore(root)
+    for i in range(5):
+        deploy.deploy(store, "m", model(100 * worker + i), canary_share=0.0)
+
+
+def test_concurrent_deploys_from_processes_keep_one_consistent_history(tmp_path):
+    root = str(tmp_path / "store")
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_deploy_many, args=(root, w)) for w in (1, 2, 3)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+        assert p.exitcode == 0
+    store = ArtifactStore(root)
+    log = deploy.entries(store, "m")
+    assert [e["seq"] for e in log] == list(range(1, 16))
+    assert len({e["model"]["version"] for e in log}) == 15
+    assert deploy.current(store, "m").stable == log[-1]["model"]
+
+
+def test_rollback_command_imports_neither_mlflow_nor_dagster(tmp_path):
+    store = ArtifactStore(tmp_path / "store")
+    name = "breast_cancer"  # the demo spec's model
+    deploy.deploy(store, name, model(1), canary_share=0.0)
+    deploy.deploy(store, name, model(2), canary_share=0.0)
+    code = ("import sys, json; from cli.deployctl import main; rc = main(['rollback', "
+            "'--aliases', 'skip']); print(json.dumps([rc, sorted(m for m in ('mlflow', "
+            "'dagster', 'torch', 'onnxruntime', 'pandas') if m in sys.modules)]))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
+                         text=True, env={"PYTHONPATH": str(REPO), "TIDELINE_HOME": str(tmp_path),
+                                         "PATH": "/usr/bin:/bin"}, check=True, timeout=60)
+    rc, heavy = json.loads(out.stdout.strip().splitlines()[-1])
+    assert rc == 0 and heavy == []
+    assert "stable v1" in out.stdout
+    assert deploy.current(store, name).stable["version"] == 1
