@@ -56,7 +56,8 @@ def deployed_home() -> Path:
         print(f"training benchmark model (seed {seed})…", flush=True)
         for module in ("cli.setup_state", "cli.demo"):
             subprocess.run([sys.executable, "-m", module], cwd=REPO, env=env_for(HOME),
-                           check=True, stdout=subprocess.DEVNULL)
+                           check=True, stdout=subprocess.DEVNULL,
+                           stderr=(HOME / "training.log").open("a"))
     marker.write_text(json.dumps({"time": time.time()}))
     return HOME
 
@@ -117,8 +118,9 @@ class Server:
             time.sleep(0.1)
         else:
             raise SystemExit("benchmark service did not start")
-        out = subprocess.run([sys.executable, "-m", "cli.deployctl", "api-key", "bench"],
-                             cwd=REPO, env=self.env, capture_output=True, text=True, check=True)
+        out = subprocess.run([sys.executable, "-m", "cli.deployctl", "api-key",
+                              f"bench-{self.port}"], cwd=REPO, env=self.env,
+                             capture_output=True, text=True, check=True)
         self.key = out.stdout.strip().splitlines()[-1]
         return self
 

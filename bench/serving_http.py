@@ -1,13 +1,14 @@
 """Over HTTP: micro-batched vs unbatched service at a fixed request rate, on loopback.
 
-An open-loop load generator (this process, pinned to core 0) sends single-record
-requests (real UCI Adult rows) at a fixed rate; the service (one uvicorn worker, pinned
-to core 1) runs with micro-batching on, then off (``TIDELINE_BATCHING=0``), alternating
-rounds. Latency runs from each request's *scheduled* send time to its answer, so a
-stalled server cannot hide queueing (no coordinated omission).
+An open-loop load generator (``bench/loadgen.py``, in this process, pinned to core 0)
+sends single-record requests (real UCI Adult rows) at a fixed rate; the service (one
+uvicorn worker, pinned to core 1) runs with micro-batching on, then off
+(``TIDELINE_BATCHING=0``), alternating rounds. Latency runs from each request's
+*scheduled* send time to its answer, so a stalled server cannot hide queueing (no
+coordinated omission).
 
 Targets: batched throughput not lower than unbatched; batched p99 ≤ 50 ms.
-Rates: ``TIDELINE_BENCH_RATES`` (requests/s, comma-separated; default 200,400,600);
+Rates: ``TIDELINE_BENCH_RATES`` (requests/s, comma-separated; default 200,400,800);
 seconds per round: ``TIDELINE_BENCH_SECONDS`` (default 8).
 """
 
@@ -16,54 +17,26 @@ from __future__ import annotations
 import asyncio
 import os
 import statistics
-import time
 
 from bench.serving_common import Server, adult_records, deployed_home
 
 
-async def _load(url: str, key: str, records: list[dict], rate: float, seconds: float):
-    import httpx
+def _load(server, records: list[dict], rate: float, seconds: float) -> dict:
+    from bench.loadgen import encode, run
 
     n = int(rate * seconds)
-    latencies: list[float] = []
-    errors = 0
-    limits = httpx.Limits(max_connections=256, max_keepalive_connections=256)
-    async with httpx.AsyncClient(timeout=30, limits=limits) as client:
-        # Warm the connection pool and the server before the clock starts.
-        await asyncio.gather(*(client.post(f"{url}/predict", json={"records": [records[i]]},
-                                           headers={"X-API-Key": key}) for i in range(50)))
-        start = time.perf_counter()
-
-        async def one(i: int) -> None:
-            nonlocal errors
-            due = start + i / rate
-            delay = due - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            try:
-                r = await client.post(f"{url}/predict",
-                                      json={"records": [records[i % len(records)]]},
-                                      headers={"X-API-Key": key})
-                ok = r.status_code == 200
-            except httpx.HTTPError:
-                ok = False
-            if ok:
-                latencies.append(time.perf_counter() - due)
-            else:
-                errors += 1
-
-        await asyncio.gather(*(one(i) for i in range(n)))
-        elapsed = time.perf_counter() - start
-    latencies.sort()
-    return {"throughput": len(latencies) / elapsed, "errors": errors,
-            "p50": latencies[len(latencies) // 2] * 1e3 if latencies else float("nan"),
-            "p99": latencies[int(len(latencies) * 0.99)] * 1e3 if latencies else float("nan")}
+    requests = [encode("127.0.0.1", server.port, "/predict",
+                       {"records": [records[i % len(records)]]}, {"X-API-Key": server.key})
+                for i in range(n)]
+    result = asyncio.run(run("127.0.0.1", server.port, requests, rate))
+    return {"throughput": result.throughput, "errors": result.errors, "p50": result.p50,
+            "p99": result.p99}
 
 
 def main() -> None:
     home = deployed_home()
     records = adult_records(5000, seed=3)
-    rates = [float(r) for r in os.environ.get("TIDELINE_BENCH_RATES", "200,400,600").split(",")]
+    rates = [float(r) for r in os.environ.get("TIDELINE_BENCH_RATES", "200,400,800").split(",")]
     seconds = float(os.environ.get("TIDELINE_BENCH_SECONDS", "8"))
     if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > 1:
         os.sched_setaffinity(0, {0})
@@ -75,8 +48,7 @@ def main() -> None:
             rounds: dict[str, list[dict]] = {"batched": [], "unbatched": []}
             for _ in range(2):
                 for name, server in (("batched", batched), ("unbatched", plain)):
-                    rounds[name].append(asyncio.run(
-                        _load(server.url, server.key, records, rate, seconds)))
+                    rounds[name].append(_load(server, records, rate, seconds))
             summary = {name: {k: statistics.median(r[k] for r in rs) for k in rs[0]}
                        for name, rs in rounds.items()}
             b, u = summary["batched"], summary["unbatched"]
