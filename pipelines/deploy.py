@@ -175,28 +175,25 @@ def promote(store: ArtifactStore, model_name: str, *, expect_seq: int | None = N
     ``expect_seq`` applies the promotion only if the history is still at that entry (the
     service passes the state its canary verdict was made on).
     """
-    with locked(store, model_name):
-        state = current(store, model_name)
-        _expect(state, expect_seq)
-        if state.canary is None:
-            raise DeployError(f"{model_name} has no canary to promote "
-                              f"(stable: {version_label(state.stable)})")
-        return _append(store, model_name, state, {
-            "action": "promote", "state": "stable", "model": state.canary, "reason": reason,
-            "actor": actor})
+    return _decide_canary(store, model_name, "promote", "stable", expect_seq, reason, actor)
 
 
 def abort(store: ArtifactStore, model_name: str, *, expect_seq: int | None = None,
           reason: str = "aborted by hand", actor: str | None = None) -> DeploymentState:
     """Withdraw the canary; the stable model takes all traffic again."""
+    return _decide_canary(store, model_name, "abort", "aborted", expect_seq, reason, actor)
+
+
+def _decide_canary(store: ArtifactStore, model_name: str, action: str, new_state: str,
+                   expect_seq: int | None, reason: str, actor: str | None) -> DeploymentState:
     with locked(store, model_name):
         state = current(store, model_name)
         _expect(state, expect_seq)
         if state.canary is None:
-            raise DeployError(f"{model_name} has no canary to abort "
+            raise DeployError(f"{model_name} has no canary to {action} "
                               f"(stable: {version_label(state.stable)})")
         return _append(store, model_name, state, {
-            "action": "abort", "state": "aborted", "model": state.canary, "reason": reason,
+            "action": action, "state": new_state, "model": state.canary, "reason": reason,
             "actor": actor})
 
 
