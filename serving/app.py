@@ -99,7 +99,7 @@ def create_app(config: ServiceConfig | None = None) -> FastAPI:
             config.production_dir, flush_rows=config.serving.log_flush_rows,
             flush_seconds=config.serving.log_flush_seconds,
             retention_files=config.serving.log_retention_files)
-        runtime.predlog.start(runtime.executor)
+        runtime.predlog.start()
         await runtime.refresh()
         watcher = asyncio.create_task(runtime.watch())
         try:

@@ -53,21 +53,16 @@ class MicroBatcher:
         self._queue.put_nowait(None)
 
     async def _loop(self) -> None:
-        loop = asyncio.get_running_loop()
         while True:
             first = await self._queue.get()
             if first is None:
                 return
             batch, rows, stop = [first], first.rows, False
-            deadline = loop.time() + self.max_wait_s
-            while rows < self.max_batch:
-                timeout = deadline - loop.time()
-                if timeout <= 0:
-                    break
-                try:
-                    nxt = await asyncio.wait_for(self._queue.get(), timeout)
-                except TimeoutError:
-                    break
+            if self.max_wait_s > 0 and self._queue.empty():
+                # One timer for the whole wait, then take whatever arrived.
+                await asyncio.sleep(self.max_wait_s)
+            while rows < self.max_batch and not self._queue.empty():
+                nxt = self._queue.get_nowait()
                 if nxt is None:
                     stop = True
                     break

@@ -13,7 +13,7 @@ import asyncio
 import datetime as dt
 import logging
 import os
-from concurrent.futures import Executor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -34,8 +34,9 @@ class PredictionLog:
     def add(self, rows: list[dict[str, Any]]) -> None:
         self._rows.extend(rows)
 
-    def start(self, executor: Executor) -> None:
-        self._executor = executor
+    def start(self) -> None:
+        # Its own thread: a slow disk must not hold up inference calls.
+        self._executor: Executor = ThreadPoolExecutor(1, thread_name_prefix="predlog")
         self._task = asyncio.create_task(self._loop())
 
     async def _loop(self) -> None:
@@ -58,6 +59,8 @@ class PredictionLog:
         if self._rows:
             rows, self._rows = self._rows, []
             self._write(rows)
+        if self._task is not None:
+            self._executor.shutdown(wait=True)
 
     def _write(self, rows: list[dict[str, Any]]) -> Path:
         import pyarrow as pa
