@@ -12,15 +12,30 @@ import dagster as dg
 from assets.deployment import deployment
 from assets.features import build_ingest_assets
 from assets.model_card import model_card
+from assets.monitoring import drift_report, production_batches, production_performance
 from assets.quantization import quantized_weights
 from assets.raw import raw_source
 from assets.training import trained_weights
 from jobs import build_jobs
 from pipelines.spec import load_spec
 from resources.refs import RefIOManager
-from resources.settings import mlflow_uri, optuna_url, spec_path, state_dir
-from resources.store import ArtifactStoreResource, DatasetSpecResource, MlflowResource
+from resources.settings import (
+    mlflow_uri,
+    optuna_url,
+    production_dir,
+    sensor_interval_s,
+    spec_path,
+    state_dir,
+)
+from resources.store import (
+    ArtifactStoreResource,
+    DatasetSpecResource,
+    MlflowResource,
+    ProductionResource,
+)
 from schedules import build_schedules
+from sensors.drift import build_drift_sensor
+from sensors.production import build_alert_sensor, build_production_sensor
 
 
 def build_definitions() -> dg.Definitions:
@@ -28,13 +43,28 @@ def build_definitions() -> dg.Definitions:
     path = spec_path()
     spec = load_spec(path)
     jobs = build_jobs()
+    by_name = {j.name: j for j in jobs}
+    spec_resource = DatasetSpecResource(path=str(path))
+    production = ProductionResource(root=str(production_dir(state)),
+                                    scratch_dir=str(state / "scratch"))
+    interval = sensor_interval_s()
     return dg.Definitions(
         assets=[raw_source, build_ingest_assets(spec), trained_weights,
-                quantized_weights, model_card, deployment],
+                quantized_weights, model_card, deployment, production_batches, drift_report,
+                production_performance],
         jobs=jobs,
-        schedules=build_schedules(jobs[0]),
+        schedules=build_schedules(by_name["training_job"]),
+        sensors=[
+            build_production_sensor(by_name["monitoring_job"], production, interval),
+            build_drift_sensor(by_name["retrain_job"],
+                               consecutive=spec.monitoring.consecutive_batches,
+                               cooldown_s=spec.monitoring.cooldown_minutes * 60,
+                               interval_s=interval),
+            build_alert_sensor(spec_resource),
+        ],
         resources={
-            "spec": DatasetSpecResource(path=str(path)),
+            "production": production,
+            "spec": spec_resource,
             "store": ArtifactStoreResource(root=str(state / "store"),
                                            scratch_dir=str(state / "scratch")),
             "mlflow": MlflowResource(tracking_uri=mlflow_uri(state),

@@ -35,7 +35,12 @@ def deployment(context: dg.AssetExecutionContext, trained_weights: ArtifactRef,
         "history_entry": state["seq"],
     }
     if result["outcome"] == "rejected":
+        from pipelines.alerts import send_alert
+
         metadata["reason"] = result["reason"]
+        send_alert(dataset.monitoring.alert_webhook, "gate_blocked", dataset.name,
+                   f"version {result['version']} not deployed: {result['reason']}",
+                   {"version": result["version"], "model_card": model_card.content_hash})
     else:
         metadata |= {"role": result["role"], "edge_bundle": dg.MetadataValue.path(result["edge"])}
         if result["edge_bytes"] is not None:

@@ -10,13 +10,33 @@ import dagster as dg
 from assets.memo import materialize_stage
 from pipelines.ingest import InputError, local_source_path
 from pipelines.spec import DatasetSpec
-from resources.store import ArtifactStoreResource, DatasetSpecResource
+from resources.store import ArtifactStoreResource, DatasetSpecResource, ProductionResource
 
 
-def _snapshot(dataset, store):
+def _snapshot(dataset, store, production, with_labels: bool):
     from pipelines.stages.raw import snapshot_source
 
-    return snapshot_source(dataset, store)
+    labelled = None
+    if with_labels:
+        from pipelines.production import labelled_predictions, training_rows
+
+        joined = labelled_predictions(production.path(), production.stat_cache())
+        labelled = training_rows(joined, dataset) if len(joined) else None
+    return snapshot_source(dataset, store, labelled)
+
+
+def _labels_version(dataset, production) -> str | None:
+    """Content hash of label files and the prediction log, when labelled rows are taken in."""
+    from pipelines.production import LABEL_GLOBS, fingerprint, scan
+
+    if not dataset.monitoring.include_labelled_rows:
+        return None
+    root = production.path()
+    labels = scan(root, production.stat_cache(), LABEL_GLOBS)
+    if not labels:
+        return None
+    logs = scan(root, production.stat_cache(), ("predictions/*/*.parquet",))
+    return fingerprint(labels + logs, root)
 
 
 def _features(dataset, store, raw_hash: str):
@@ -49,17 +69,21 @@ def build_ingest_assets(spec: DatasetSpec) -> dg.AssetsDefinition:
         check_specs=checks, can_subset=False, name="ingest",
     )
     def ingest(context: dg.AssetExecutionContext, spec: DatasetSpecResource,
-               store: ArtifactStoreResource):
+               store: ArtifactStoreResource, production: ProductionResource):
         dataset, st = spec.get(), store.get()
         try:
             path = local_source_path(dataset.source.path)
         except InputError as exc:
             raise dg.Failure(description=str(exc)) from exc
         source_hash, _ = store.stat_cache().file_hash(path)
+        labels = _labels_version(dataset, production)
         raw_events = list(materialize_stage(
-            context, asset="raw_data", store=st, modules=("pipelines.stages.raw",),
-            config={"format": dataset.source.resolved_format}, inputs={"source": source_hash},
-            compute=lambda key: _snapshot(dataset, st), output_name="raw_data"))
+            context, asset="raw_data", store=st,
+            modules=("pipelines.stages.raw", "pipelines.production"),
+            config={"format": dataset.source.resolved_format},
+            inputs={"source": source_hash} | ({"labelled": labels} if labels else {}),
+            compute=lambda key: _snapshot(dataset, st, production, labels is not None),
+            output_name="raw_data"))
         raw_hash = raw_events[0].value.content_hash
         try:
             feature_events = list(materialize_stage(

@@ -44,4 +44,18 @@ def build_jobs() -> list:
     def rollback_job():
         rollback_deployment()
 
-    return [training_job, deploy_job, rollback_job]
+    retrain_job = dg.define_asset_job(
+        "retrain_job", selection=chain, executor_def=dg.in_process_executor,
+        tags={"tideline/kind": "retrain"},
+        description="Retraining requested by drift_sensor: snapshot the raw data (with newly "
+                    "labelled production rows when the spec says so) and run the chain; the "
+                    "deploy gate still decides.",
+    )
+    monitoring_job = dg.define_asset_job(
+        "monitoring_job", executor_def=dg.in_process_executor,
+        selection=dg.AssetSelection.assets("production_batches", "drift_report",
+                                           "production_performance"),
+        description="Observe the production store, then the drift report and production "
+                    "performance (cache hits when nothing changed).",
+    )
+    return [training_job, deploy_job, rollback_job, retrain_job, monitoring_job]

@@ -182,12 +182,50 @@ class ServingSpec(_Strict):
     rate_limit_per_minute: int = Field(6000, ge=1)
     log_retention_files: int = Field(1000, ge=1)
     log_flush_rows: int = Field(1000, ge=1)
-    log_flush_seconds: float = Field(2.0, gt=0)
+    log_flush_seconds: float = Field(10.0, gt=0)
 
 
 class DeploymentSpec(_Strict):
     canary: CanarySpec = CanarySpec()
     edge: EdgeSpec = EdgeSpec()
+
+
+DriftMethod = Literal["ks", "wasserstein", "psi", "chisquare", "jensenshannon"]
+
+
+class DriftTestSpec(_Strict):
+    """A drift test pinned with its threshold (never Evidently's size-dependent default).
+
+    ``ks`` and ``chisquare`` report a p-value (drift when it is at or under the
+    threshold); ``wasserstein`` (normed by the reference's std), ``psi`` and
+    ``jensenshannon`` report a distance (drift when it is at or over the threshold).
+    """
+
+    method: DriftMethod
+    threshold: float = Field(gt=0)
+
+
+class ColumnDriftSpec(_Strict):
+    method: DriftMethod | None = None
+    threshold: float | None = Field(None, gt=0)
+    weight: float = Field(1.0, ge=0)
+
+
+class MonitoringSpec(_Strict):
+    """Drift and production-performance monitoring, and when they trigger retraining."""
+
+    numeric: DriftTestSpec = DriftTestSpec(method="wasserstein", threshold=0.1)
+    categorical: DriftTestSpec = DriftTestSpec(method="jensenshannon", threshold=0.1)
+    columns: dict[str, ColumnDriftSpec] = Field(default_factory=dict)
+    drift_threshold: float = Field(0.3, gt=0, le=1)
+    consecutive_batches: int = Field(2, ge=1)
+    min_batch_rows: int = Field(200, ge=1)
+    evidently_max_rows: int = Field(100_000, ge=1)
+    performance_floor: dict[str, float] = Field(default_factory=lambda: {"roc_auc": 0.7})
+    min_labelled_rows: int = Field(100, ge=1)
+    cooldown_minutes: float = Field(60.0, ge=0)
+    include_labelled_rows: bool = True
+    alert_webhook: str = "${TIDELINE_ALERT_WEBHOOK:-}"
 
 
 class DatasetSpec(_Strict):
@@ -206,6 +244,7 @@ class DatasetSpec(_Strict):
     model_card: ModelCardSpec = ModelCardSpec()
     deployment: DeploymentSpec = DeploymentSpec()
     serving: ServingSpec = ServingSpec()
+    monitoring: MonitoringSpec = MonitoringSpec()
 
     @model_validator(mode="after")
     def _check(self) -> DatasetSpec:
@@ -216,6 +255,9 @@ class DatasetSpec(_Strict):
         unknown = [c for c in self.sensitive if c not in self.columns]
         if unknown:
             raise ValueError(f"sensitive columns {unknown} are not listed in columns")
+        unknown = [c for c in self.monitoring.columns if c not in self.columns]
+        if unknown:
+            raise ValueError(f"monitoring.columns {unknown} are not listed in columns")
         return self
 
     @property
@@ -286,6 +328,10 @@ def load_spec(path: str | Path) -> DatasetSpec:
         edge = dict(deployment.get("edge") or {})
         edge["target"] = expand_env(str(edge.get("target", EdgeSpec().target)))
         raw["deployment"] = deployment | {"edge": edge}
+        monitoring = dict(raw.get("monitoring") or {})
+        monitoring["alert_webhook"] = expand_env(
+            str(monitoring.get("alert_webhook", MonitoringSpec().alert_webhook)))
+        raw["monitoring"] = monitoring
         return DatasetSpec.model_validate(raw)
     except ValidationError as exc:
         problems = "; ".join(

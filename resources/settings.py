@@ -60,3 +60,13 @@ def instance_config(base: dict, pg_url: str | None) -> dict:
     if pg_url:
         config["storage"] = {"postgres": {"postgres_url": pg_url}}
     return config
+
+
+def production_dir(state: Path) -> Path:
+    """The production-batch store (serving log, dropped-in batches, label files)."""
+    return Path(os.environ.get("TIDELINE_PRODUCTION_DIR", state / "production"))
+
+
+def sensor_interval_s() -> int:
+    """Seconds between sensor evaluations (``TIDELINE_SENSOR_INTERVAL_S``, default 30)."""
+    return int(os.environ.get("TIDELINE_SENSOR_INTERVAL_S", "30"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -72,3 +73,16 @@ class MlflowResource(dg.ConfigurableResource):
         if exp is not None:
             return exp.experiment_id
         return mlflow.create_experiment(name, artifact_location=self.artifact_location)
+
+
+class ProductionResource(dg.ConfigurableResource):
+    """The production-batch store: the serving log, dropped-in batches and label files."""
+
+    root: str
+    scratch_dir: str
+
+    def path(self) -> Path:
+        return Path(self.root)
+
+    def stat_cache(self) -> StatCache:
+        return StatCache(f"{self.scratch_dir}/stat.db")

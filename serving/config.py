@@ -44,7 +44,7 @@ class ServiceConfig:
     @classmethod
     def from_env(cls) -> ServiceConfig:
         from pipelines.spec import load_spec
-        from resources.settings import spec_path, state_dir
+        from resources.settings import production_dir, spec_path, state_dir
 
         state = state_dir()
         spec = load_spec(spec_path())
@@ -56,8 +56,7 @@ class ServiceConfig:
             store_root=os.environ.get("TIDELINE_STORE", str(state / "store")),
             api_keys=Path(os.environ.get("TIDELINE_API_KEYS",
                                          state / "serving" / "api_keys.json")),
-            production_dir=Path(os.environ.get("TIDELINE_PRODUCTION_DIR",
-                                               state / "production")),
+            production_dir=production_dir(state),
             redis_url=os.environ.get("TIDELINE_REDIS_URL") or None,
             serving=spec.serving, canary=spec.deployment.canary,
             poll_s=float(os.environ.get("TIDELINE_POLL_S", "0.2")),

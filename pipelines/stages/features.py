@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from pipelines.artifacts import StageFailure, StageResult, read_file
+from pipelines.artifacts import StageFailure, StageResult, read_file, read_frame
 from pipelines.features import LABEL_COLUMN, SPLIT_COLUMN, assign_split, fit_preprocessing
 from pipelines.hashing import canonical_json
 from pipelines.ingest import InputError, parse_raw
@@ -21,6 +21,9 @@ def build_features(spec: DatasetSpec, store: ArtifactStore, raw: Manifest) -> St
                           encoding=spec.source.encoding, na_values=spec.source.na_values)
     except InputError as exc:
         raise StageFailure(str(exc)) from exc
+    if "labelled" in raw.files:
+        frame = _with_labelled_rows(frame, read_frame(store, raw, "labelled"),
+                                    raw.info["format"])
     result = validate(frame, spec)
     checks = result.check_dicts()
     if result.failed:
@@ -51,6 +54,18 @@ def build_features(spec: DatasetSpec, store: ArtifactStore, raw: Manifest) -> St
                   "positive_rate": round(float(clean[LABEL_COLUMN].mean()), 4)},
         checks=checks,
     )
+
+
+def _with_labelled_rows(frame, labelled, fmt: str):
+    """Append labelled production rows in the source's representation (text for CSV)."""
+    import pandas as pd
+
+    if fmt == "csv":
+        labelled = labelled.astype(object).where(labelled.notna(), None)
+        labelled = labelled.map(lambda v: v if v is None else (
+            str(int(v)) if isinstance(v, float) and v.is_integer() else str(v)))
+    return pd.concat([frame, labelled[[c for c in labelled.columns if c in frame.columns]]],
+                     ignore_index=True)
 
 
 def load_params(store: ArtifactStore, features: Manifest) -> dict:

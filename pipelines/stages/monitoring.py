@@ -1,0 +1,83 @@
+"""drift_report and production_performance: the newest production batch against the champion."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from pipelines.artifacts import StageFailure, StageResult, read_frame
+from pipelines.drift import column_tests, drift_score, evidently_report, fast_path
+from pipelines.spec import DatasetSpec
+from pipelines.store import ArtifactStore
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+
+def reference_frame(store: ArtifactStore, trained_weights: str) -> pd.DataFrame:
+    """The training reference saved with a model (``reference`` frame of its weights)."""
+    return read_frame(store, store.get_manifest(trained_weights), "reference")
+
+
+def build_drift_report(spec: DatasetSpec, store: ArtifactStore, *, batch: pd.DataFrame,
+                       batch_files: list[str], reference_weights: str) -> StageResult:
+    reference = reference_frame(store, reference_weights)
+    columns = [c for c in spec.columns if c in reference.columns]
+    missing = [c for c in columns if c not in batch.columns]
+    if missing:
+        raise StageFailure(f"production batch ({', '.join(batch_files[-3:])}): columns "
+                           f"{missing} are missing; rule 'batch has the model's features'")
+    tests = column_tests(spec, columns)
+    files: dict[str, bytes] = {}
+    if len(batch) <= spec.monitoring.evidently_max_rows:
+        rows, html = evidently_report(reference, batch, tests)
+        files["report.html"] = html
+        engine = "evidently"
+    else:
+        rows = fast_path(reference, batch, tests)
+        engine = "fast path"
+    score = drift_score(rows)
+    drifted = [r["column"] for r in rows if r["drifted"]]
+    import pandas as pd
+
+    table = pd.DataFrame(rows)
+    over = score >= spec.monitoring.drift_threshold
+    return StageResult(
+        kind="drift_report", files=files, frames={"columns": table},
+        info={"batch_files": batch_files, "reference": reference_weights, "engine": engine},
+        metadata={"drift_score": round(score, 6), "drifted": bool(over),
+                  "drift_threshold": spec.monitoring.drift_threshold,
+                  "drifted_columns": drifted, "rows": int(len(batch)),
+                  "reference_rows": int(len(reference)), "engine": engine,
+                  "columns_table": {"__md__": _markdown(rows)}},
+    )
+
+
+def _markdown(rows: list[dict[str, Any]]) -> str:
+    lines = ["| column | method | statistic | value | threshold | drifted |",
+             "|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['column']} | {r['method']} | {r['statistic']} | {r['value']:.4g} "
+                     f"| {r['threshold']:g} | {'**yes**' if r['drifted'] else 'no'} |")
+    return "\n".join(lines)
+
+
+def build_performance(spec: DatasetSpec, joined: pd.DataFrame) -> StageResult:
+    from pipelines.production import performance
+
+    mon = spec.monitoring
+    if len(joined) < mon.min_labelled_rows:
+        return StageResult(kind="production_performance", info={"rows": int(len(joined))},
+                           metadata={"labelled_rows": int(len(joined)), "below_floor": False,
+                                     "status": f"waiting for {mon.min_labelled_rows} "
+                                               f"labelled rows (have {len(joined)})"})
+    perf = performance(joined, spec)
+    failing = [f"{k} {perf[k]:.4f} < {floor:g}" for k, floor in mon.performance_floor.items()
+               if perf.get(k) is not None and perf[k] < floor]
+    metadata = {k: round(float(perf[k]), 6) for k in ("accuracy", "log_loss", "ece", "brier")}
+    if perf["roc_auc"] is not None:
+        metadata["roc_auc"] = round(float(perf["roc_auc"]), 6)
+    metadata |= {"labelled_rows": int(len(joined)), "below_floor": bool(failing),
+                 "floor_failures": failing, "by_version": perf["by_version"],
+                 "status": "below the floor" if failing else "within the floor"}
+    return StageResult(kind="production_performance", info={"rows": int(len(joined))},
+                       frames={"labelled": joined}, metadata=metadata)

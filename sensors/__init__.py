@@ -1,0 +1,1 @@
+"""Sensors: production changes → monitoring runs; drift or poor performance → retraining."""
