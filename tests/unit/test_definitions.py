@@ -10,7 +10,11 @@ def test_definitions_snapshot(monkeypatch, tmp_path):
     defs = build_definitions()
     keys = {k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys()}
     assert keys == {"raw_source", "raw_data", "validated_features", "trained_weights",
-                    "quantized_weights", "model_card", "deployment"}
+                    "quantized_weights", "model_card", "deployment", "production_batches",
+                    "drift_report", "production_performance"}
+    assert {s.name for s in defs.sensors} == {"production_sensor", "drift_sensor", "alert_sensor"}
+    assert defs.resolve_sensor_def("drift_sensor").job_name == "retrain_job"
+    assert defs.resolve_sensor_def("production_sensor").job_name == "monitoring_job"
     job = defs.resolve_job_def("training_job")
     assert job.executor_def.name == "in_process"
     deploy_job = defs.resolve_job_def("deploy_job")
