@@ -7,7 +7,7 @@ import sys
 
 BENCHES = ["bench.import_time", "bench.hash_frame", "bench.noop_rerun",
            "bench.noop_data_size", "bench.chain_overhead", "bench.tuning",
-           "bench.serving_inference", "bench.serving_http", "bench.rollback"]
+           "bench.serving_inference", "bench.serving_http", "bench.rollback", "bench.drift"]
 
 
 def main() -> int:

@@ -89,3 +89,15 @@ def test_alert_reaches_a_real_webhook_receiver():
     assert received[0]["event"] == "drift" and received[0]["details"] == {"batch": "b3:x"}
     # An unreachable receiver is logged, not raised.
     assert send_alert("http://127.0.0.1:9/none", "drift", "adult", "x") is False
+
+
+def test_wasserstein_matches_scipy_with_ties_and_either_order():
+    from scipy import stats
+
+    rng = np.random.default_rng(1)
+    for n, m in [(1000, 5000), (5000, 300), (2000, 2000)]:
+        u = rng.normal(size=n).round(1)  # rounded: many tied values
+        v = rng.normal(0.2, 1.3, m).round(1)
+        expected = stats.wasserstein_distance(u, v)
+        assert drift._wasserstein(u, v) == pytest.approx(expected, rel=1e-12)
+        assert drift._wasserstein(v, u) == pytest.approx(expected, rel=1e-12)
