@@ -15,7 +15,7 @@ export GIT_PYTHON_REFRESH := quiet
 export MLFLOW_DISABLE_TELEMETRY := true
 
 .PHONY: install state demo test ui bench lint clean lock reproduce serve api-key \
-	promote abort rollback deploy-status
+	promote abort rollback deploy-status drift-demo
 
 $(VENV)/.installed: requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -54,6 +54,10 @@ api-key: install
 # Deployment by hand (no Dagster run, no MLflow import before the change lands).
 promote abort rollback: install
 	$(BIN)/python -m cli.deployctl $@
+
+# The self-retraining loop live: daemon, UI, service, clean then drifted traffic, retrain.
+drift-demo: state
+	$(BIN)/python -m cli.drift_demo $(DEMO_ARGS)
 
 deploy-status: install
 	$(BIN)/python -m cli.deployctl status
