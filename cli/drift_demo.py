@@ -138,13 +138,14 @@ def _ready(httpx, url: str) -> bool:
 
 
 def _send(httpx, url, key, rows, scale: float, seed: int, n: int = 250):
+    """Send held-out rows (without replacement while there are enough), sizes × scale."""
     import json
 
     from pipelines.spec import load_spec
     from resources.settings import spec_path
 
     spec = load_spec(spec_path())
-    batch = rows.sample(n=n, replace=True, random_state=seed).reset_index(drop=True)
+    batch = rows.sample(n=min(n, len(rows)), random_state=seed).reset_index(drop=True)
     for col in spec.numeric_columns:
         if any(word in col for word in SCALED):
             batch[col] = batch[col] * scale
