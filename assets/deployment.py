@@ -34,13 +34,8 @@ def deployment(context: dg.AssetExecutionContext, trained_weights: ArtifactRef,
         "canary_version": str((state["canary"] or {}).get("version", "none")),
         "history_entry": state["seq"],
     }
-    if result["outcome"] == "rejected":
-        from pipelines.alerts import send_alert
-
+    if result["outcome"] == "rejected":  # model_card raised the alert when it was judged
         metadata["reason"] = result["reason"]
-        send_alert(dataset.monitoring.alert_webhook, "gate_blocked", dataset.name,
-                   f"version {result['version']} not deployed: {result['reason']}",
-                   {"version": result["version"], "model_card": model_card.content_hash})
     else:
         metadata |= {"role": result["role"], "edge_bundle": dg.MetadataValue.path(result["edge"])}
         if result["edge_bytes"] is not None:

@@ -44,10 +44,20 @@ def model_card(context: dg.AssetExecutionContext, validated_features: ArtifactRe
                   "dataset_spec": dataset.name, "dagster_run_id": context.run_id})
         return result
 
+    def alert_if_blocked(content_hash: str, result) -> None:
+        if result.metadata["gate"] == "passed":
+            return
+        from pipelines.alerts import send_alert
+
+        rule = result.checks[0]["rule"]
+        send_alert(dataset.monitoring.alert_webhook, "gate_blocked", dataset.name,
+                   f"the deploy gate blocked the new model: {rule}",
+                   {"model_card": content_hash, "trained_weights": trained_weights.content_hash})
+
     yield from materialize_stage(
         context, asset="model_card", store=st, modules=("pipelines.stages.model_card",),
         config=dataset.stage_config("model_card"),
         inputs={name: r.content_hash for name, r in refs.items()}
         | {"champion": champion["quantized_weights"] if champion else "none"},
-        compute=compute,
+        compute=compute, on_saved=alert_if_blocked,
     )

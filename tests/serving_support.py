@@ -8,7 +8,9 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
 import httpx
@@ -143,3 +145,26 @@ def held_out_records(home: Path, model_name: str = "adult"):
     merged = test.merge(predictions, on=ROW_COLUMN, validate="one_to_one")
     records = json.loads(merged[columns].to_json(orient="records"))
     return records, merged, stable
+
+
+class Receiver:
+    """A real HTTP server on loopback that records the alerts posted to it."""
+
+    def __init__(self):
+        received = self.received = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = HTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/alerts"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def events(self):
+        return [a["event"] for a in self.received]

@@ -43,8 +43,8 @@ def test_demo_runs_end_to_end_then_hits(tmp_path):
 
 def test_code_change_recomputes_that_stage_and_downstream_only(tmp_path):
     copy = tmp_path / "repo"
-    for name in ("pipelines", "assets", "resources", "jobs", "schedules", "cli", "datasets",
-                 "serving"):
+    for name in ("pipelines", "assets", "resources", "jobs", "schedules", "sensors", "cli",
+                 "datasets", "serving"):
         shutil.copytree(REPO / name, copy / name,
                         ignore=shutil.ignore_patterns("__pycache__"))
     for name in ("definitions.py", "dagster.yaml"):

@@ -7,6 +7,7 @@ import yaml
 
 from pipelines import deploy
 from tests.conftest import failure_text, fast_adult_spec, materializations
+from tests.serving_support import Receiver
 
 pytestmark = pytest.mark.slow
 
@@ -20,11 +21,15 @@ def test_deploy_job_alone_refuses_a_blocked_model_and_succeeds(tmp_path, adult_s
                                                                chain_factory):
     source = tmp_path / "adult.csv"
     source.write_bytes(adult_sample.read_bytes())
-    spec = fast_adult_spec(tmp_path, source, gate={"min_metrics": {"roc_auc": 0.999}})
+    receiver = Receiver()
+    spec = fast_adult_spec(tmp_path, source, gate={"min_metrics": {"roc_auc": 0.999}},
+                           monitoring={"alert_webhook": receiver.url})
     chain = chain_factory(spec)
     first = chain.run()
     # The blocking check stops `deployment` in the chain's own run…
     assert not first.success and "deployment" not in materializations(first)
+    assert receiver.events() == ["gate_blocked"]
+    assert "roc_auc ≥ 0.999" in receiver.received[0]["summary"]
     # …and a job that selects `deployment` alone still cannot deploy the model.
     result = run_job(chain, "deploy_job")
     assert result.success
@@ -36,9 +41,23 @@ def test_deploy_job_alone_refuses_a_blocked_model_and_succeeds(tmp_path, adult_s
     assert [e["action"] for e in log] == ["reject"] and "deploy gate blocked" in log[0]["reason"]
     assert deploy.current(store, "adult").stable is None
     assert not list((chain.home / "edge").rglob("*.onnx")), "no edge bundle for it either"
-    # Asking again records nothing new.
+    # Asking again records nothing new, and raises no second alert.
     assert run_job(chain, "deploy_job").success
     assert len(deploy.entries(store, "adult")) == 1
+    assert receiver.events() == ["gate_blocked"]
+
+    # A failed run raises an alert through alert_sensor.
+    import dagster as dg
+
+    sensor = chain.defs().resolve_sensor_def("alert_sensor")
+    failure = chain.instance.all_logs(first.run_id, of_type=dg.DagsterEventType.RUN_FAILURE)
+    context = dg.build_run_status_sensor_context(
+        sensor_name="alert_sensor", dagster_instance=chain.instance,
+        dagster_run=first.dagster_run, dagster_event=failure[0].dagster_event,
+    ).for_run_failure()
+    sensor(context)
+    assert receiver.events()[-1] == "run_failed"
+    assert first.dagster_run.run_id in receiver.received[-1]["summary"]
 
 
 def test_edge_bundle_size_limit_and_rollback_job(tmp_path, adult_sample, chain_factory):

@@ -1,8 +1,5 @@
 """Production batches → drift report and production performance → labelled rows in retraining."""
 
-import json
-import threading
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
 import httpx
@@ -10,32 +7,9 @@ import pandas as pd
 import pytest
 
 from tests.conftest import ADULT_CSV, fast_adult_spec, materializations
-from tests.serving_support import LOOSE_GATE, Service
+from tests.serving_support import LOOSE_GATE, Receiver, Service
 
 pytestmark = pytest.mark.slow
-
-
-class Receiver:
-    """A real HTTP server on loopback that records the alerts posted to it."""
-
-    def __init__(self):
-        received = self.received = []
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-                self.send_response(200)
-                self.end_headers()
-
-            def log_message(self, *args):
-                pass
-
-        self.server = HTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}/alerts"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def events(self):
-        return [a["event"] for a in self.received]
 
 
 def held_out(start: int, n: int) -> pd.DataFrame:
