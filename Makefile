@@ -15,7 +15,7 @@ export GIT_PYTHON_REFRESH := quiet
 export MLFLOW_DISABLE_TELEMETRY := true
 
 .PHONY: install state demo test ui bench lint clean lock reproduce serve api-key \
-	promote abort rollback deploy-status drift-demo
+	promote abort rollback deploy-status drift-demo gc
 
 $(VENV)/.installed: requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -58,6 +58,11 @@ promote abort rollback: install
 # The self-retraining loop live: daemon, UI, service, clean then drifted traffic, retrain.
 drift-demo: state
 	$(BIN)/python -m cli.drift_demo $(DEMO_ARGS)
+
+# Delete artifacts nothing needs: keeps the last KEEP materializations of each asset, every
+# deployed model and anything pinned. DRY_RUN=1 lists what would go.
+gc: state
+	$(BIN)/python -m cli.gc --keep $${KEEP:-3} $(if $(DRY_RUN),--dry-run,)
 
 deploy-status: install
 	$(BIN)/python -m cli.deployctl status

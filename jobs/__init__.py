@@ -24,6 +24,15 @@ def rollback_deployment(context: dg.OpExecutionContext, store: ArtifactStoreReso
                      f"{deploy.version_label(state.stable)}; MLflow aliases {targets}")
 
 
+@dg.op(description="Delete artifacts not reachable from the last 3 materializations of each "
+                   "asset, the deployment history or a pin (objects younger than an hour stay).")
+def collect_garbage(context: dg.OpExecutionContext, store: ArtifactStoreResource) -> None:
+    from cli.gc import collect
+
+    collect(store.get(), context.instance, keep=3, grace_s=3600, dry_run=False,
+            log=context.log.info)
+
+
 def build_jobs() -> list:
     # Observable sources are observed only when a job selects them explicitly.
     chain = dg.AssetSelection.assets("raw_source", *CHAIN)
@@ -58,4 +67,10 @@ def build_jobs() -> list:
         description="Observe the production store, then the drift report and production "
                     "performance (cache hits when nothing changed).",
     )
-    return [training_job, deploy_job, rollback_job, retrain_job, monitoring_job]
+
+    @dg.job(executor_def=dg.in_process_executor,
+            description="Garbage-collect the artifact store (same as `make gc`).")
+    def gc_job():
+        collect_garbage()
+
+    return [training_job, deploy_job, rollback_job, retrain_job, monitoring_job, gc_job]

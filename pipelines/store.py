@@ -222,6 +222,29 @@ class ArtifactStore:
         names = [p.rsplit("/", 1)[-1] for p in paths]
         return sorted(f"{prefix}/{n[:-5]}" for n in names if n.endswith(".json"))
 
+    # -- listing, for garbage collection ------------------------------------------------------
+    def object_files(self) -> list[tuple[str, str | None, dict[str, Any]]]:
+        """``(path, content hash or None for a leftover temp file, fs info)`` of every object."""
+        out = []
+        for path, info in self.fs.find(f"{self._base}/objects", detail=True).items():
+            name = path.rsplit("/", 1)[-1]
+            out.append((path, None if name.startswith(".tmp-") else f"b3:{name}", info))
+        return out
+
+    def memo_files(self) -> list[str]:
+        return list(self.fs.find(f"{self._base}/keys"))
+
+    def record_folders(self, prefix: str) -> list[str]:
+        """Names of the folders under ``records/<prefix>/``."""
+        try:
+            entries = self.fs.ls(f"{self._base}/records/{prefix}", detail=True)
+        except FileNotFoundError:
+            return []
+        return sorted(e["name"].rsplit("/", 1)[-1] for e in entries if e["type"] == "directory")
+
+    def remove(self, path: str) -> None:
+        self.fs.rm(path)
+
     def lock_path(self, name: str) -> Path:
         """A local file to lock for ``name``: in the store for a local store, else per machine.
 

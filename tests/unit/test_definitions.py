@@ -25,6 +25,8 @@ def test_definitions_snapshot(monkeypatch, tmp_path):
     schedule = defs.resolve_schedule_def("nightly_schedule")
     assert schedule.cron_schedule == "0 2 * * *" and schedule.execution_timezone == "UTC"
     assert schedule.job_name == "training_job"
+    gc = defs.resolve_schedule_def("gc_schedule")
+    assert gc.job_name == "gc_job" and gc.cron_schedule == "0 3 * * 0"
     check_keys = defs.resolve_asset_graph().asset_check_keys
     on_features = {k.name for k in check_keys if k.asset_key == dg.AssetKey("validated_features")}
     # One check per kind of rule the spec uses, plus the failed-row share.

@@ -1,0 +1,74 @@
+"""Garbage-collect the artifact store (``make gc``; ``make gc DRY_RUN=1`` lists only).
+
+Usage: ``python -m cli.gc [--keep N] [--grace-minutes M] [--dry-run]`` and
+``python -m cli.gc --pin HASH`` to keep an artifact for good. Keeps the last N
+materializations of each asset (default 3), every model in the deployment history and
+anything pinned; see ``pipelines/gc.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+MEMOIZED = ("raw_data", "validated_features", "trained_weights", "quantized_weights",
+            "model_card", "drift_report", "production_performance")
+
+
+def recent_roots(instance, keep: int) -> set[str]:
+    """Content hashes of the last ``keep`` materializations of each memoized asset."""
+    import dagster as dg
+
+    roots = set()
+    for asset in MEMOIZED:
+        records = instance.fetch_materializations(dg.AssetKey(asset), limit=keep).records
+        for record in records:
+            meta = record.asset_materialization.metadata
+            if "content_hash" in meta:
+                roots.add(str(meta["content_hash"].value))
+    return roots
+
+
+def collect(store, instance, *, keep: int, grace_s: float, dry_run: bool, log=print):
+    from pipelines.gc import plan, sweep
+
+    result = plan(store, recent_roots(instance, keep), grace_s=grace_s)
+    verb = "would delete" if dry_run else "deleting"
+    log(f"gc: keeping {len(result.keep)} objects; {verb} {len(result.delete)} objects "
+        f"({result.delete_bytes / 1e6:.1f} MB) and {len(result.stale_keys)} memo entries; "
+        f"{result.young} unreferenced objects are younger than the grace period")
+    if dry_run:
+        for path in result.delete:
+            log(f"  {path}")
+    else:
+        sweep(store, result)
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m cli.gc")
+    parser.add_argument("--keep", type=int, default=3)
+    parser.add_argument("--grace-minutes", type=float, default=60.0)
+    parser.add_argument("--dry-run", action="store_true")
+    parser.add_argument("--pin", metavar="HASH")
+    args = parser.parse_args(argv)
+
+    import dagster as dg
+
+    from pipelines.store import ArtifactStore
+    from resources.settings import state_dir
+
+    store = ArtifactStore(state_dir() / "store")
+    if args.pin:
+        from pipelines.gc import pin
+
+        pin(store, args.pin)
+        print(f"pinned {args.pin}")
+        return 0
+    collect(store, dg.DagsterInstance.get(), keep=args.keep,
+            grace_s=args.grace_minutes * 60, dry_run=args.dry_run)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,108 @@
+"""Garbage collection of the artifact store: delete what nothing needs any more.
+
+Kept (the roots, and every file their manifests name):
+- the artifacts of the last N materializations of each asset (the caller lists them);
+- every model in every deployment history (weights, variants, card), so any rollback and
+  any edge bundle can still be rebuilt;
+- anything pinned (``records/pins.json``).
+
+Everything else under ``objects/`` older than a grace period is deleted (the grace period
+protects objects a running materialization has written but not yet recorded), and memo
+entries whose content is gone are removed, so they become plain cache misses.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from pipelines.store import ArtifactStore
+
+PINS = "pins"
+
+
+@dataclass
+class Plan:
+    keep: set[str] = field(default_factory=set)
+    delete: list[str] = field(default_factory=list)  # object paths
+    delete_bytes: int = 0
+    stale_keys: list[str] = field(default_factory=list)  # memo entry paths
+    young: int = 0  # unreachable but inside the grace period
+
+
+def pinned(store: ArtifactStore) -> set[str]:
+    return set((store.read_record(PINS) or {}).get("hashes", []))
+
+
+def pin(store: ArtifactStore, content_hash: str) -> None:
+    if not store.has(content_hash):
+        raise KeyError(f"{content_hash} is not in the store")
+    store.write_record(PINS, {"hashes": sorted(pinned(store) | {content_hash})})
+
+
+def deployed_roots(store: ArtifactStore) -> set[str]:
+    """Every artifact named by any entry of any deployment history."""
+    from pipelines import deploy
+
+    roots: set[str] = set()
+    for model_name in store.record_folders("deployments"):
+        for entry in deploy.entries(store, model_name):
+            model = entry.get("model") or {}
+            roots |= {model[k] for k in ("trained_weights", "quantized_weights", "model_card",
+                                         "preprocess") if model.get(k)}
+            roots |= {v["content_hash"] for v in model.get("variants", {}).values()}
+    return roots
+
+
+def closure(store: ArtifactStore, roots: Iterable[str]) -> set[str]:
+    """The roots and every file their manifests name (manifests are small JSON objects)."""
+    keep: set[str] = set()
+    for root in roots:
+        if root in keep or not store.has(root):
+            continue
+        keep.add(root)
+        try:
+            manifest = json.loads(store.get_bytes(root))
+        except (ValueError, UnicodeDecodeError):
+            continue  # a plain file, not a manifest
+        if isinstance(manifest, dict) and {"kind", "files"} <= set(manifest):
+            keep |= set(manifest["files"].values())
+    return keep
+
+
+def plan(store: ArtifactStore, roots: Iterable[str], grace_s: float = 3600.0) -> Plan:
+    """What a sweep would delete, keeping ``roots`` and what is always kept."""
+    result = Plan(keep=closure(store, set(roots) | pinned(store) | deployed_roots(store)))
+    now = time.time()
+    for path, content_hash, info in store.object_files():
+        if content_hash in result.keep:
+            continue
+        if now - _mtime(info) < grace_s:
+            result.young += 1
+            continue
+        result.delete.append(path)
+        result.delete_bytes += int(info.get("size", 0))
+    gone = {path.rsplit("/", 1)[-1] for path in result.delete}
+    for path in store.memo_files():
+        try:
+            record = json.loads(store.fs.cat_file(path))
+        except (ValueError, FileNotFoundError):
+            continue
+        if record.get("content_hash", "").split(":")[-1] in gone:
+            result.stale_keys.append(path)
+    return result
+
+
+def _mtime(info: dict) -> float:
+    value = info.get("mtime") or info.get("LastModified") or info.get("created") or 0
+    return value.timestamp() if hasattr(value, "timestamp") else float(value)
+
+
+def sweep(store: ArtifactStore, result: Plan) -> None:
+    """Delete what a plan lists: memo entries first, so no entry ever points at nothing."""
+    for path in result.stale_keys:
+        store.remove(path)
+    for path in result.delete:
+        store.remove(path)
