@@ -12,9 +12,10 @@ from resources.refs import ArtifactRef
 from resources.store import ArtifactStoreResource, DatasetSpecResource, MlflowResource
 
 
-@dg.asset(group_name="model", description="Seeded, deterministic PyTorch tabular model with "
-          "its preprocessing inside, tuned by a resumable Optuna study, exported to ONNX and "
-          "registered in MLflow; a training sample is kept for drift.")
+@dg.asset(group_name="model", pool="training",
+          description="Seeded, deterministic PyTorch tabular model with its preprocessing "
+                      "inside, tuned by a resumable Optuna study, exported to ONNX and "
+                      "registered in MLflow; a training sample is kept for drift.")
 def trained_weights(context: dg.AssetExecutionContext, validated_features: ArtifactRef,
                     spec: DatasetSpecResource, store: ArtifactStoreResource,
                     mlflow: MlflowResource):

@@ -25,6 +25,12 @@ def test_definitions_snapshot(monkeypatch, tmp_path):
     schedule = defs.resolve_schedule_def("nightly_schedule")
     assert schedule.cron_schedule == "0 2 * * *" and schedule.execution_timezone == "UTC"
     assert schedule.job_name == "training_job"
+    # One training at a time per instance: the "training" pool, limited to 1 by default.
+    assert defs.resolve_assets_def("trained_weights").op.pool == "training"
+    import yaml
+
+    instance = yaml.safe_load((REPO / "dagster.yaml").read_text())
+    assert instance["concurrency"]["pools"]["default_limit"] == 1
     gc = defs.resolve_schedule_def("gc_schedule")
     assert gc.job_name == "gc_job" and gc.cron_schedule == "0 3 * * 0"
     check_keys = defs.resolve_asset_graph().asset_check_keys
