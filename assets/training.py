@@ -11,8 +11,16 @@ from pipelines.recipe import thread_count
 from resources.refs import ArtifactRef
 from resources.store import ArtifactStoreResource, DatasetSpecResource, MlflowResource
 
+# On Kubernetes (k8s_job_executor) this step's pod asks for a GPU and more memory.
+TRAINING_POD = {"dagster-k8s/config": {
+    "container_config": {"resources": {
+        "requests": {"cpu": "2", "memory": "8Gi"},
+        "limits": {"memory": "16Gi", "nvidia.com/gpu": "1"}}},
+    "pod_spec_config": {"tolerations": [
+        {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]}}}
 
-@dg.asset(group_name="model", pool="training",
+
+@dg.asset(group_name="model", pool="training", op_tags=TRAINING_POD,
           description="Seeded, deterministic PyTorch tabular model with its preprocessing "
                       "inside, tuned by a resumable Optuna study, exported to ONNX and "
                       "registered in MLflow; a training sample is kept for drift.")

@@ -33,11 +33,22 @@ def collect_garbage(context: dg.OpExecutionContext, store: ArtifactStoreResource
             log=context.log.info)
 
 
+def executor():
+    """In process by default; ``TIDELINE_EXECUTOR=k8s`` runs each step in its own pod."""
+    import os
+
+    if os.environ.get("TIDELINE_EXECUTOR") == "k8s":
+        from dagster_k8s import k8s_job_executor
+
+        return k8s_job_executor
+    return dg.in_process_executor
+
+
 def build_jobs() -> list:
     # Observable sources are observed only when a job selects them explicitly.
     chain = dg.AssetSelection.assets("raw_source", *CHAIN)
     training_job = dg.define_asset_job(
-        "training_job", selection=chain, executor_def=dg.in_process_executor,
+        "training_job", selection=chain, executor_def=executor(),
         description="The whole chain: observe the source, snapshot, validate, train, "
                     "quantize, write the model card and deploy what passes the gate. "
                     "Unchanged stages are cache hits.",
@@ -54,7 +65,7 @@ def build_jobs() -> list:
         rollback_deployment()
 
     retrain_job = dg.define_asset_job(
-        "retrain_job", selection=chain, executor_def=dg.in_process_executor,
+        "retrain_job", selection=chain, executor_def=executor(),
         tags={"tideline/kind": "retrain"},
         description="Retraining requested by drift_sensor: snapshot the raw data (with newly "
                     "labelled production rows when the spec says so) and run the chain; the "
