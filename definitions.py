@@ -26,6 +26,7 @@ from resources.settings import (
     sensor_interval_s,
     spec_path,
     state_dir,
+    store_root,
 )
 from resources.store import (
     ArtifactStoreResource,
@@ -65,7 +66,7 @@ def build_definitions() -> dg.Definitions:
         resources={
             "production": production,
             "spec": spec_resource,
-            "store": ArtifactStoreResource(root=str(state / "store"),
+            "store": ArtifactStoreResource(root=store_root(state),
                                            scratch_dir=str(state / "scratch")),
             "mlflow": MlflowResource(tracking_uri=mlflow_uri(state),
                                      artifact_location=str(state / "mlflow" / "artifacts"),

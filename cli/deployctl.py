@@ -27,10 +27,10 @@ REPO = Path(__file__).resolve().parent.parent
 def _context():
     from pipelines.spec import load_spec
     from pipelines.store import ArtifactStore
-    from resources.settings import spec_path, state_dir
+    from resources.settings import spec_path, state_dir, store_root
 
     state = state_dir()
-    return ArtifactStore(state / "store"), load_spec(spec_path()).name, state
+    return ArtifactStore(store_root(state)), load_spec(spec_path()).name, state
 
 
 def _sync(mode: str) -> None:

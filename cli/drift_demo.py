@@ -55,10 +55,10 @@ def main(argv: list[str] | None = None) -> int:
     from cli.demo import run_chain
     from pipelines import deploy
     from pipelines.store import ArtifactStore
-    from resources.settings import state_dir
+    from resources.settings import state_dir, store_root
 
     state = state_dir()
-    store = ArtifactStore(state / "store")
+    store = ArtifactStore(store_root(state))
     instance = dg.DagsterInstance.get()
     if deploy.current(store, "breast_cancer").stable is None:
         say("no deployed model yet: running the chain first (make demo)")

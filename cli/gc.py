@@ -56,9 +56,9 @@ def main(argv: list[str] | None = None) -> int:
     import dagster as dg
 
     from pipelines.store import ArtifactStore
-    from resources.settings import state_dir
+    from resources.settings import state_dir, store_root
 
-    store = ArtifactStore(state_dir() / "store")
+    store = ArtifactStore(store_root(state_dir()))
     if args.pin:
         from pipelines.gc import pin
 

@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     from pipelines.spec import DatasetSpec, load_spec
     from pipelines.store import ArtifactStore
     from pipelines.tracking import version_tags
-    from resources.settings import mlflow_uri, spec_path, state_dir
+    from resources.settings import mlflow_uri, spec_path, state_dir, store_root
 
     state = state_dir()
     spec = load_spec(spec_path())
@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     from pipelines.recipe import thread_count
     from pipelines.stages.training import build_trained_weights
 
-    source = ArtifactStore(state / "store")
+    source = ArtifactStore(store_root(state))
     with tempfile.TemporaryDirectory() as tmp:
         empty = ArtifactStore(Path(tmp) / "store")
         copy_artifact(source, empty, tags["data_hash"])

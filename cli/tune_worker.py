@@ -22,7 +22,7 @@ def main(argv: list[str] | None = None) -> int:
     from pipelines.stages.features import load_params
     from pipelines.store import ArtifactStore
     from pipelines.tuning import GRACE_S, HEARTBEAT_S, open_study, run_study
-    from resources.settings import optuna_url, spec_path, state_dir
+    from resources.settings import optuna_url, spec_path, state_dir, store_root
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--study", required=True, help="study name (in the Dagster log)")
@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
 
     state = state_dir()
     spec = load_spec(args.spec or spec_path())
-    store = ArtifactStore(args.store or state / "store")
+    store = ArtifactStore(args.store or store_root(state))
     manifest = store.get_manifest(args.features)
     import io
 

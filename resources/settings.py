@@ -70,3 +70,12 @@ def production_dir(state: Path) -> Path:
 def sensor_interval_s() -> int:
     """Seconds between sensor evaluations (``TIDELINE_SENSOR_INTERVAL_S``, default 30)."""
     return int(os.environ.get("TIDELINE_SENSOR_INTERVAL_S", "30"))
+
+
+def store_root(state: Path) -> str:
+    """Where the artifact store lives.
+
+    ``TIDELINE_STORE`` (a folder or an fsspec URL such as ``s3://bucket/prefix``), by
+    default ``$TIDELINE_HOME/store``.
+    """
+    return os.environ.get("TIDELINE_STORE") or str(state / "store")

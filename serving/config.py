@@ -44,7 +44,7 @@ class ServiceConfig:
     @classmethod
     def from_env(cls) -> ServiceConfig:
         from pipelines.spec import load_spec
-        from resources.settings import production_dir, spec_path, state_dir
+        from resources.settings import production_dir, spec_path, state_dir, store_root
 
         state = state_dir()
         spec = load_spec(spec_path())
@@ -53,7 +53,7 @@ class ServiceConfig:
             model_name=spec.name, numeric=spec.numeric_columns,
             categorical=spec.categorical_columns, positive_label=str(spec.target.positive),
             negative_label=negative[0] if len(negative) == 1 else f"not {spec.target.positive}",
-            store_root=os.environ.get("TIDELINE_STORE", str(state / "store")),
+            store_root=store_root(state),
             api_keys=Path(os.environ.get("TIDELINE_API_KEYS",
                                          state / "serving" / "api_keys.json")),
             production_dir=production_dir(state),

@@ -1,3 +1,6 @@
+"""The artifact store, on a local folder and on S3 (moto's server on loopback, a real
+S3-compatible HTTP endpoint): the same tests, atomicity and concurrency included."""
+
 import os
 import signal
 import subprocess
@@ -13,8 +16,12 @@ from pipelines.store import ArtifactNotFound, ArtifactStore, Manifest
 REPO = Path(__file__).resolve().parents[2]
 
 
-def test_put_get_and_manifest(tmp_path):
-    store = ArtifactStore(tmp_path / "store")
+def object_path(store, content_hash):
+    return next(p for p, h, _ in store.object_files() if h == content_hash)
+
+
+def test_put_get_and_manifest(store_root):
+    store = ArtifactStore(store_root)
     h = store.put_bytes(b"hello")
     assert h == hash_bytes(b"hello") and store.get_bytes(h) == b"hello"
     manifest = Manifest("kind", {"greeting": h}, {"n": 1})
@@ -25,25 +32,35 @@ def test_put_get_and_manifest(tmp_path):
         store.put_manifest(Manifest("kind", {"x": hash_bytes(b"absent")}, {}))
 
 
-def test_lookup_miss_hit_and_missing_content(tmp_path):
-    store = ArtifactStore(tmp_path / "store")
+def test_lookup_miss_hit_and_missing_content(store_root):
+    store = ArtifactStore(store_root)
     assert store.lookup("asset", "b3:00") is None
     h = store.put_bytes(b"content")
     store.record("asset", "b3:01", {"content_hash": h, "metadata": {}})
     assert store.lookup("asset", "b3:01")["content_hash"] == h
-    os.remove(store.local_path(h))
+    store.remove(object_path(store, h))
     assert store.lookup("asset", "b3:01") is None, "a pointer to missing content is a miss"
 
 
-def test_stream_copy_hashes_the_bytes(tmp_path):
-    store = ArtifactStore(tmp_path / "store")
+def test_stream_copy_hashes_the_bytes(store_root, tmp_path):
+    store = ArtifactStore(store_root)
     src = tmp_path / "big.bin"
     src.write_bytes(os.urandom(3 * 1024 * 1024 + 7))
     with open(src, "rb") as f:
         h = store.put_stream(f)
     assert h == hash_bytes(src.read_bytes())
-    assert store.local_path(h).read_bytes() == src.read_bytes()
-    assert not list((tmp_path / "store" / "objects" / "tmp").iterdir())
+    assert store.get_bytes(h) == src.read_bytes()
+    assert all(content is not None for _, content, _ in store.object_files()), "no temp left"
+
+
+def test_records_are_create_once(store_root):
+    store = ArtifactStore(store_root)
+    store.create_record("deployments/m/00000001", {"a": 1})
+    with pytest.raises(FileExistsError):
+        store.create_record("deployments/m/00000001", {"a": 2})
+    assert store.read_record("deployments/m/00000001") == {"a": 1}
+    assert store.list_records("deployments/m") == ["deployments/m/00000001"]
+    assert store.record_folders("deployments") == ["m"]
 
 
 KILLER = textwrap.dedent("""
@@ -58,32 +75,58 @@ KILLER = textwrap.dedent("""
 """)
 
 
-def test_sigkill_between_content_and_pointer_leaves_no_artifact(tmp_path):
-    root = tmp_path / "store"
-    proc = subprocess.run([sys.executable, "-c", KILLER, str(root)], cwd=REPO,
+def test_sigkill_between_content_and_pointer_leaves_no_artifact(store_root):
+    proc = subprocess.run([sys.executable, "-c", KILLER, store_root], cwd=REPO,
                           env={**os.environ, "PYTHONPATH": str(REPO)})
     assert proc.returncode == -signal.SIGKILL
-    store = ArtifactStore(root)
+    store = ArtifactStore(store_root)
     assert store.lookup("asset", "b3:abcd") is None
-    assert not (root / "keys").exists() or not any((root / "keys").rglob("*.json"))
+    assert store.memo_files() == []
     h = store.put_bytes(b"payload")
     store.record("asset", "b3:abcd", {"content_hash": h, "metadata": {}})
     assert store.lookup("asset", "b3:abcd")["content_hash"] == h
 
 
-def test_interrupted_object_write_is_invisible(tmp_path):
-    store = ArtifactStore(tmp_path / "store")
+def test_interrupted_object_write_is_invisible(store_root, monkeypatch):
+    store = ArtifactStore(store_root)
     h = hash_bytes(b"x" * 10)
-    real_replace = os.replace
 
-    def crash(src, dst):
+    def crash(*args, **kwargs):
         raise KeyboardInterrupt
 
-    os.replace = crash
-    try:
+    with monkeypatch.context() as m:
+        if store.local:
+            m.setattr(os, "replace", crash)
+        else:
+            m.setattr(store.fs, "mv", crash)
         with pytest.raises(KeyboardInterrupt):
             store.put_bytes(b"x" * 10)
-    finally:
-        os.replace = real_replace
     assert not store.has(h)
     assert store.put_bytes(b"x" * 10) == h and store.has(h)
+
+
+WRITER = textwrap.dedent("""
+    import sys
+    from pipelines.store import ArtifactStore, Manifest
+    store = ArtifactStore(sys.argv[1])
+    payload = bytes(range(256)) * 8192  # 2 MiB, the same in every process
+    for i in range(5):
+        h = store.put_bytes(payload)
+        m = store.put_manifest(Manifest("k", {"data": h}, {"i": 0}))
+        store.record("asset", "b3:" + "7" * 64, {"content_hash": m, "metadata": {}})
+    print(m)
+""")
+
+
+def test_two_processes_writing_the_same_recipe_key(store_root):
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    procs = [subprocess.Popen([sys.executable, "-c", WRITER, store_root], cwd=REPO, env=env,
+                              stdout=subprocess.PIPE, text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=120)[0].strip() for p in procs]
+    assert all(p.returncode == 0 for p in procs) and outs[0] == outs[1]
+    store = ArtifactStore(store_root)
+    record = store.lookup("asset", "b3:" + "7" * 64)
+    assert record["content_hash"] == outs[0]
+    manifest = store.get_manifest(record["content_hash"])
+    assert store.get_bytes(manifest.files["data"]) == bytes(range(256)) * 8192
+    assert len(store.object_files()) == 2, "one data object and one manifest, no temp left"
