@@ -132,6 +132,32 @@ def _count(study: optuna.Study, states: tuple[str, ...], below: int | None = Non
                if t.state.name in states and (below is None or t.number < below))
 
 
+def _adopt_orphans(study: optuna.Study, rdb: optuna.storages.RDBStorage, study_id: int,
+                   adopted: set[int]) -> None:
+    """Give a heartbeat, once, to running trials older than the grace period.
+
+    A worker killed between asking for a trial and its first heartbeat leaves a RUNNING
+    trial that stale-trial detection never sees (it only looks at heartbeats). One beat
+    makes it visible: if its process is gone it goes stale a grace period later and is
+    retried; if it is alive, its own heartbeats keep it fresh.
+    """
+    import datetime as dt
+
+    grace = dt.timedelta(seconds=rdb.get_heartbeat_interval() or HEARTBEAT_S) * 3
+    now = dt.datetime.now()
+    for t in study.get_trials(deepcopy=False, states=(optuna_state("RUNNING"),)):
+        if t.number in adopted or t.datetime_start is None or now - t.datetime_start < grace:
+            continue
+        adopted.add(t.number)
+        rdb.record_heartbeat(rdb.get_trial_id_from_study_id_trial_number(study_id, t.number))
+
+
+def optuna_state(name: str):
+    from optuna.trial import TrialState
+
+    return TrialState[name]
+
+
 class _Heartbeat:
     def __init__(self, store: optuna.storages.RDBStorage, trial_id: int):
         self._interval = store.get_heartbeat_interval() or HEARTBEAT_S
@@ -167,11 +193,16 @@ def run_study(study: optuna.Study, rdb: optuna.storages.RDBStorage, train_rows: 
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     deadline = time.monotonic() + cfg.timeout_s if cfg.timeout_s else None
     pruning = cfg.pruner != "none"
+    study_id = rdb.get_study_id_from_name(study.study_name)
+    adopted: set[int] = set()
     while _count(study, DONE) < cfg.n_trials:
         if deadline and time.monotonic() > deadline:
             break
+        _adopt_orphans(study, rdb, study_id, adopted)
         optuna.storages.fail_stale_trials(study)
         trial = study.ask()
+        trial_id = rdb.get_trial_id_from_study_id_trial_number(study_id, trial.number)
+        rdb.record_heartbeat(trial_id)  # at once: a kill from here on leaves a stale trial
         if _count(study, (*DONE, "RUNNING"), below=trial.number) >= cfg.n_trials:
             # Others are running the last planned trials: give the claim back, wait.
             trial.set_user_attr("surplus", True)
@@ -189,8 +220,6 @@ def run_study(study: optuna.Study, rdb: optuna.storages.RDBStorage, train_rows: 
                 if trial.should_prune():
                     raise optuna.TrialPruned()
 
-        trial_id = rdb.get_trial_id_from_study_id_trial_number(
-            rdb.get_study_id_from_name(study.study_name), trial.number)
         with _Heartbeat(rdb, trial_id):
             try:
                 result = train(train_rows, val_rows, params, trial_config(hp, base),
