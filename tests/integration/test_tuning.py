@@ -24,7 +24,9 @@ def features_artifact(tmp_path, home):
     data = demo_data(home)
     spec_path = write_spec(tmp_path / "tune.yaml", "demo", data, tuning__n_trials=PLANNED,
                            tuning__pruner="none",
-                           tuning__search_space__epochs={"low": 8, "high": 14})
+                           # Long enough (no early stop) that a kill lands mid-study.
+                           training__patience=1000,
+                           tuning__search_space__epochs={"low": 120, "high": 160})
     spec = load_spec(spec_path)
     store = ArtifactStore(home / "store")
     raw = save_result(store, snapshot_source(spec, store))
@@ -57,7 +59,7 @@ def test_killed_study_resumes_without_repeating_finished_trials(tmp_path, home):
     proc = worker(spec_path, store, features, storage, "killed")
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
-        time.sleep(0.5)
+        time.sleep(0.1)
         try:
             if len(finished(trials(storage, "killed"))) >= 2:
                 break
