@@ -1,9 +1,5 @@
 """Drift tests pinned in the spec: the fast path agrees with Evidently; alerts reach a webhook."""
 
-import json
-import threading
-from http.server import BaseHTTPRequestHandler, HTTPServer
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -66,27 +62,15 @@ def test_same_data_does_not_drift(frames):
 
 
 def test_alert_reaches_a_real_webhook_receiver():
-    received = []
+    from tests.serving_support import Receiver
 
-    class Receiver(BaseHTTPRequestHandler):
-        def do_POST(self):
-            body = self.rfile.read(int(self.headers["Content-Length"]))
-            received.append(json.loads(body))
-            self.send_response(204)
-            self.end_headers()
-
-        def log_message(self, *args):
-            pass
-
-    server = HTTPServer(("127.0.0.1", 0), Receiver)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+    receiver = Receiver()
     try:
-        url = f"http://127.0.0.1:{server.server_port}/hook"
-        assert send_alert(url, "drift", "adult", "drift score 0.62", {"batch": "b3:x"})
+        assert send_alert(receiver.url, "drift", "adult", "drift score 0.62", {"batch": "b3:x"})
     finally:
-        server.shutdown()
-    assert received[0]["event"] == "drift" and received[0]["details"] == {"batch": "b3:x"}
+        receiver.server.shutdown()
+    assert receiver.received[0]["event"] == "drift"
+    assert receiver.received[0]["details"] == {"batch": "b3:x"}
     # An unreachable receiver is logged, not raised.
     assert send_alert("http://127.0.0.1:9/none", "drift", "adult", "x") is False
 
