@@ -7,6 +7,8 @@ Heavy libraries are imported inside the functions that use them.
 
 from __future__ import annotations
 
+import os
+
 import dagster as dg
 
 from assets.deployment import deployment
@@ -31,12 +33,24 @@ from resources.settings import (
 from resources.store import (
     ArtifactStoreResource,
     DatasetSpecResource,
+    LakeFSResource,
     MlflowResource,
     ProductionResource,
 )
 from schedules import build_schedules
 from sensors.drift import build_drift_sensor
+from sensors.lakefs import build_lakefs_commit_sensor
 from sensors.production import build_alert_sensor, build_production_sensor
+
+
+def lakefs_resource() -> LakeFSResource:
+    """The lakeFS connection from ``LAKEFS_*``; unset ones fall back to the SDK's lookup.
+
+    Passed as env-var references, so the UI never shows the secret.
+    """
+    fields = {"endpoint": "LAKEFS_ENDPOINT", "access_key_id": "LAKEFS_ACCESS_KEY_ID",
+              "secret_access_key": "LAKEFS_SECRET_ACCESS_KEY"}
+    return LakeFSResource(**{f: dg.EnvVar(v) for f, v in fields.items() if os.environ.get(v)})
 
 
 def build_definitions() -> dg.Definitions:
@@ -49,6 +63,9 @@ def build_definitions() -> dg.Definitions:
     production = ProductionResource(root=str(production_dir(state)),
                                     scratch_dir=str(state / "scratch"))
     interval = sensor_interval_s()
+    store = store_root(state)
+    extra_sensors = ([build_lakefs_commit_sensor(store, interval)]
+                     if store.startswith("lakefs://") else [])
     return dg.Definitions(
         assets=[raw_source, build_ingest_assets(spec), trained_weights,
                 quantized_weights, model_card, deployment, production_batches, drift_report,
@@ -62,12 +79,13 @@ def build_definitions() -> dg.Definitions:
                                cooldown_s=spec.monitoring.cooldown_minutes * 60,
                                interval_s=interval),
             build_alert_sensor(spec_resource),
+            *extra_sensors,
         ],
         resources={
             "production": production,
             "spec": spec_resource,
-            "store": ArtifactStoreResource(root=store_root(state),
-                                           scratch_dir=str(state / "scratch")),
+            "store": ArtifactStoreResource(root=store, scratch_dir=str(state / "scratch")),
+            "lakefs": lakefs_resource(),
             "mlflow": MlflowResource(tracking_uri=mlflow_uri(state),
                                      artifact_location=str(state / "mlflow" / "artifacts"),
                                      optuna_storage=optuna_url(state)),

@@ -40,5 +40,8 @@ def deployment(context: dg.AssetExecutionContext, trained_weights: ArtifactRef,
         metadata |= {"role": result["role"], "edge_bundle": dg.MetadataValue.path(result["edge"])}
         if result["edge_bytes"] is not None:
             metadata["edge_bytes"] = result["edge_bytes"]
+        if result.get("lakefs_tag"):
+            metadata["lakefs_tag"] = result["lakefs_tag"]["tag"]
+            metadata["lakefs_commit"] = result["lakefs_tag"]["commit"]
     return dg.MaterializeResult(metadata=metadata,
                                 data_version=dg.DataVersion(f"deployment-{state['seq']}"))

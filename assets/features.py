@@ -10,10 +10,15 @@ import dagster as dg
 from assets.memo import materialize_stage
 from pipelines.ingest import InputError, local_source_path
 from pipelines.spec import DatasetSpec
-from resources.store import ArtifactStoreResource, DatasetSpecResource, ProductionResource
+from resources.store import (
+    ArtifactStoreResource,
+    DatasetSpecResource,
+    LakeFSResource,
+    ProductionResource,
+)
 
 
-def _snapshot(dataset, store, production, with_labels: bool):
+def _snapshot(dataset, store, production, with_labels: bool, lakefs_source=None):
     from pipelines.stages.raw import snapshot_source
 
     labelled = None
@@ -22,7 +27,7 @@ def _snapshot(dataset, store, production, with_labels: bool):
 
         joined = labelled_predictions(production.path(), production.stat_cache())
         labelled = training_rows(joined, dataset) if len(joined) else None
-    return snapshot_source(dataset, store, labelled)
+    return snapshot_source(dataset, store, labelled, lakefs_source=lakefs_source)
 
 
 def _labels_version(dataset, production) -> str | None:
@@ -69,20 +74,30 @@ def build_ingest_assets(spec: DatasetSpec) -> dg.AssetsDefinition:
         check_specs=checks, can_subset=False, name="ingest",
     )
     def ingest(context: dg.AssetExecutionContext, spec: DatasetSpecResource,
-               store: ArtifactStoreResource, production: ProductionResource):
+               store: ArtifactStoreResource, production: ProductionResource,
+               lakefs: LakeFSResource):
         dataset, st = spec.get(), store.get()
-        try:
-            path = local_source_path(dataset.source.path)
-        except InputError as exc:
-            raise dg.Failure(description=str(exc)) from exc
-        source_hash, _ = store.stat_cache().file_hash(path)
+        lakefs_source = None
+        if dataset.source.path.startswith("lakefs://"):
+            # Resolved once: the snapshot reads the object at this commit, whatever the
+            # branch does meanwhile; an untouched object keeps its recipe key.
+            version = lakefs.source_version(dataset.source.path)
+            lakefs_source, source_hash = (lakefs.client(), version), version.content_key
+            context.log.info(f"source {dataset.source.path} is {version.pinned_uri}")
+        else:
+            try:
+                path = local_source_path(dataset.source.path)
+            except InputError as exc:
+                raise dg.Failure(description=str(exc)) from exc
+            source_hash, _ = store.stat_cache().file_hash(path)
         labels = _labels_version(dataset, production)
         raw_events = list(materialize_stage(
             context, asset="raw_data", store=st,
             modules=("pipelines.stages.raw", "pipelines.production"),
             config={"format": dataset.source.resolved_format},
             inputs={"source": source_hash} | ({"labelled": labels} if labels else {}),
-            compute=lambda key: _snapshot(dataset, st, production, labels is not None),
+            compute=lambda key: _snapshot(dataset, st, production, labels is not None,
+                                          lakefs_source),
             output_name="raw_data"))
         raw_hash = raw_events[0].value.content_hash
         try:

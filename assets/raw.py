@@ -1,20 +1,30 @@
-"""raw_source: the observed source file."""
+"""raw_source: the observed source file (a local file, or an object in lakeFS)."""
 
 import dagster as dg
 
 from pipelines.ingest import InputError, local_source_path
-from resources.store import ArtifactStoreResource, DatasetSpecResource
+from resources.store import ArtifactStoreResource, DatasetSpecResource, LakeFSResource
 
 
 @dg.observable_source_asset(
     name="raw_source", group_name="data",
-    description="The dataset spec's source file; its data version is its content hash, "
-                "cached by (path, size, mtime, inode) so an unchanged file is never re-read.",
+    description="The dataset spec's source. A local file's data version is its content hash, "
+                "cached by (path, size, mtime, inode) so an unchanged file is never re-read; "
+                "a lakefs:// source's is the commit its ref points at plus the object's "
+                "checksum, read from lakeFS metadata without reading the data.",
 )
-def raw_source(context, spec: DatasetSpecResource,
-               store: ArtifactStoreResource) -> dg.ObserveResult:
+def raw_source(context, spec: DatasetSpecResource, store: ArtifactStoreResource,
+               lakefs: LakeFSResource) -> dg.ObserveResult:
+    source = spec.get().source.path
+    if source.startswith("lakefs://"):
+        version = lakefs.source_version(source)
+        return dg.ObserveResult(
+            data_version=dg.DataVersion(version.data_version),
+            metadata={"source": source,
+                      "commit_id": version.commit_id, "checksum": version.checksum,
+                      "bytes": version.size_bytes, "pinned": version.pinned_uri})
     try:
-        path = local_source_path(spec.get().source.path)
+        path = local_source_path(source)
     except InputError as exc:
         raise dg.Failure(description=str(exc)) from exc
     content_hash, cached = store.stat_cache().file_hash(path)

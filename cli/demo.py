@@ -50,6 +50,25 @@ def export_card(content_hash: str, dest: Path) -> Path:
     return dest / "card.html"
 
 
+def commit_run(result) -> str | None:
+    """With the store on lakeFS, commit what the run wrote.
+
+    The daemon's lakefs_commit_sensor does this for the runs it sees; an in-process run
+    has no daemon.
+    """
+    from definitions import defs
+
+    root = defs.resources["store"].root
+    if not root.startswith("lakefs://"):
+        return None
+    from pipelines.lakefs import commit_store
+
+    commit = commit_store(root, f"training_job run {result.run_id}",
+                          {"dagster_run_id": result.run_id, "dagster_job": "training_job"})
+    print(f"lakeFS: {root} committed as {commit or '(nothing new to commit)'}")
+    return commit
+
+
 def main() -> int:
     from resources.settings import state_dir
 
@@ -69,6 +88,7 @@ def main() -> int:
                 text = err.description if err else event.step_failure_data.error.message
                 print(f"\nFAILED {event.step_key}: {text}", file=sys.stderr)
         return 1
+    commit_run(result)
     card = next(r for r in rows if r["asset"] == "model_card")
     path = export_card(card["content_hash"], state_dir() / "model_cards" / "latest")
     print(f"\nmodel card: {path}\n            {path.with_suffix('.md')}")

@@ -117,7 +117,12 @@ def _append(store: ArtifactStore, model_name: str, state: DeploymentState,
     seq = state.seq + 1
     entry = {"seq": seq, "time": time.time(), "actor": entry.pop("actor", None) or _actor(),
              **entry}
-    store.create_record(f"{_prefix(model_name)}/{seq:08d}", entry)
+    try:
+        store.create_record(f"{_prefix(model_name)}/{seq:08d}", entry)
+    except FileExistsError:
+        raise DeployError(
+            f"deployment entry {seq} of {model_name} was written by another machine at the "
+            "same moment; nothing was overwritten: run the command again") from None
     new = replay([*entries(store, model_name)])
     store.write_record(f"{_prefix(model_name)}/head", new.to_dict())
     return new

@@ -86,3 +86,28 @@ class ProductionResource(dg.ConfigurableResource):
 
     def stat_cache(self) -> StatCache:
         return StatCache(f"{self.scratch_dir}/stat.db")
+
+
+class LakeFSResource(dg.ConfigurableResource):
+    """A lakeFS server, for ``lakefs://`` sources (the official ``lakefs`` SDK).
+
+    Unset fields fall back to the SDK's own lookup (``LAKECTL_*``, ``~/.lakectl.yaml``).
+    """
+
+    endpoint: str | None = None
+    access_key_id: str | None = None
+    secret_access_key: str | None = None
+
+    def client(self) -> Any:
+        from pipelines.lakefs import make_client
+
+        return make_client(self.endpoint, self.access_key_id, self.secret_access_key)
+
+    def source_version(self, uri: str) -> Any:
+        """Commit id and checksum of a ``lakefs://`` source; a clear `dg.Failure` if absent."""
+        from pipelines.lakefs import LakeFSError, source_version
+
+        try:
+            return source_version(self.client(), uri)
+        except LakeFSError as exc:
+            raise dg.Failure(description=str(exc)) from exc

@@ -162,12 +162,69 @@ def s3_endpoint():
     proc.wait(10)
 
 
-@pytest.fixture(params=["local", "s3"])
+class LakeFSServer:
+    """Where the lakeFS tests talk to: a real server or the stand-in (``standin`` set)."""
+
+    def __init__(self, endpoint, access_key_id, secret_access_key, namespace, standin=None):
+        self.endpoint, self.access_key_id = endpoint, access_key_id
+        self.secret_access_key, self.namespace, self.standin = secret_access_key, namespace, standin
+
+    def env(self) -> dict[str, str]:
+        return {"LAKEFS_ENDPOINT": self.endpoint, "LAKEFS_ACCESS_KEY_ID": self.access_key_id,
+                "LAKEFS_SECRET_ACCESS_KEY": self.secret_access_key}
+
+    def client(self):
+        from pipelines.lakefs import make_client
+
+        return make_client(self.endpoint, self.access_key_id, self.secret_access_key)
+
+    def new_repo(self) -> str:
+        """A fresh repository with a ``main`` branch; returns its name."""
+        import lakefs
+
+        name = f"tideline-{uuid.uuid4().hex[:10]}"
+        lakefs.Repository(name, client=self.client()).create(
+            storage_namespace=f"{self.namespace.rstrip('/')}/{name}", default_branch="main")
+        return name
+
+
+@pytest.fixture(scope="session")
+def lakefs_server():
+    """A real lakeFS server when ``LAKEFS_ENDPOINT`` is set (with ``LAKEFS_ACCESS_KEY_ID``,
+    ``LAKEFS_SECRET_ACCESS_KEY`` and optionally ``LAKEFS_STORAGE_NAMESPACE``, default
+    ``local://tideline-tests``), else the in-process stand-in of ``tests/lakefs_standin.py``."""
+    if os.environ.get("LAKEFS_ENDPOINT"):
+        yield LakeFSServer(os.environ["LAKEFS_ENDPOINT"], os.environ["LAKEFS_ACCESS_KEY_ID"],
+                           os.environ["LAKEFS_SECRET_ACCESS_KEY"],
+                           os.environ.get("LAKEFS_STORAGE_NAMESPACE", "local://tideline-tests"))
+        return
+    from tests.lakefs_standin import LakeFSStandIn
+
+    standin = LakeFSStandIn()
+    url = standin.serve()
+    yield LakeFSServer(url, standin.access_key_id, standin.secret_access_key,
+                       "local://standin", standin=standin)
+    standin.close()
+
+
+@pytest.fixture
+def lakefs(lakefs_server, monkeypatch) -> LakeFSServer:
+    """The lakeFS server, with its connection in this process's (and children's) environment."""
+    for key, value in lakefs_server.env().items():
+        monkeypatch.setenv(key, value)
+    return lakefs_server
+
+
+@pytest.fixture(params=["local", "s3", "lakefs"])
 def store_root(request, tmp_path, monkeypatch):
-    """An artifact-store root for each backend: a folder, and S3 on moto's server (a real
-    S3-compatible HTTP endpoint on loopback); sets the environment its processes need."""
+    """An artifact-store root for each backend: a folder, S3 on moto's server (a real
+    S3-compatible HTTP endpoint on loopback), and a lakeFS branch (real server or the
+    stand-in); sets the environment its processes need."""
     if request.param == "local":
         return str(tmp_path / "store")
+    if request.param == "lakefs":
+        server = request.getfixturevalue("lakefs")
+        return f"lakefs://{server.new_repo()}/main/store"
     endpoint = request.getfixturevalue("s3_endpoint")
     for key, value in {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
                        "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL": endpoint}.items():

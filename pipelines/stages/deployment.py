@@ -54,9 +54,16 @@ def publish(spec: DatasetSpec, store: ArtifactStore, *, tracking_uri: str, train
     role = ("canary" if state.canary and state.canary["trained_weights"] == trained_weights
             else "stable")
     say(f"version {version}: {outcome} as {role}; edge bundle at {edge}")
+    tag = None
+    if store.root.startswith("lakefs://"):
+        from pipelines.lakefs import tag_deployment
+
+        tag = tag_deployment(store.root, spec.name, version,
+                             metadata={"actor": actor or "", "trained_weights": trained_weights})
+        say(f"lakeFS tag {tag['tag']} -> commit {tag['commit']}")
     return {"outcome": outcome, "role": role, "version": version, "edge": edge,
             "edge_bytes": sum(len(v) for v in files.values()), "aliases": aliases,
-            "state": state.to_dict()}
+            "state": state.to_dict(), "lakefs_tag": tag}
 
 
 def _edge_folder(spec: DatasetSpec, version: int | None) -> str:
