@@ -241,6 +241,8 @@ class LakeFSStandIn:
                     return 200, obj.stats(arg["path"]), {}
                 case ["refs", ref, "objects", "ls"], "GET":
                     return 200, self._list(repo, ref, arg), {}
+                case ["refs", ref, "commits"], "GET":
+                    return 200, self._log(repo, ref, arg), {}
                 case ["commits", commit_id], "GET":
                     return 200, repo.commits[self._resolve(repo, commit_id)].model(), {}
                 case ["tags"], "POST":
@@ -360,6 +362,22 @@ class LakeFSStandIn:
             results=[entries[n] for n in page])
 
     # -- versioning -----------------------------------------------------------------------------
+    def _log(self, repo: _Repo, ref: str, arg: dict[str, str]) -> models.CommitList:
+        chain, commit_id = [], self._resolve(repo, ref)
+        while commit_id:
+            commit = repo.commits[commit_id]
+            chain.append(commit)
+            commit_id = commit.parents[0] if commit.parents else ""
+        if arg.get("after"):
+            ids = [c.id for c in chain]
+            chain = chain[ids.index(arg["after"]) + 1:] if arg["after"] in ids else []
+        amount = int(arg.get("amount", 1000))
+        page, more = chain[:amount], len(chain) > amount
+        return models.CommitList(
+            pagination=models.Pagination(has_more=more, next_offset=page[-1].id if more else "",
+                                         results=len(page), max_per_page=1000),
+            results=[c.model() for c in page])
+
     def _diff(self, repo: _Repo, branch: str, arg: dict[str, str]) -> models.DiffList:
         self._branch(repo, branch)
         base = repo.commits[repo.branches[branch]].tree

@@ -43,3 +43,14 @@ def test_two_concurrent_chains_share_one_store(tmp_path, store_root):
     assert [e["action"] for e in log] == ["deploy"]
     assert sorted(" ".join(out.split("deployment")[1].split()[:2]) for out in outs) == [
         "- deployed", "- unchanged"]
+    if store_root.startswith("lakefs://"):
+        # Both runs' writes are committed (tag commit + each process's end-of-run commit).
+        import lakefs
+
+        from pipelines.lakefs import LakeFSPath, make_client
+
+        loc, client = LakeFSPath.parse(store_root), make_client()
+        branch = lakefs.Branch(loc.repo, loc.ref, client=client)
+        assert next(branch.uncommitted(max_amount=1), None) is None
+        tagged = lakefs.Tag(loc.repo, "breast_cancer-v1", client=client).get_commit()
+        assert tagged.metadata["actor"].startswith("dagster run ")
