@@ -12,7 +12,7 @@ import pytest
 
 from pipelines import deploy
 from pipelines.store import ArtifactStore
-from tests.conftest import fast_adult_spec, materializations
+from tests.conftest import failure_text, fast_adult_spec, materializations
 from tests.serving_support import LOOSE_GATE
 
 pytestmark = pytest.mark.slow
@@ -105,3 +105,13 @@ def test_chain_with_source_and_store_in_lakefs(tmp_path, home, adult_sample, cha
     tagged = ArtifactStore(f"lakefs://{repo}/{tag}/store")
     manifest = tagged.get_manifest(meta["trained_weights"]["content_hash"])
     assert all(tagged.get_bytes(h) for h in manifest.files.values())
+
+
+def test_a_missing_lakefs_object_fails_the_run_naming_it(tmp_path, home, adult_sample,
+                                                         chain_factory, lakefs, monkeypatch):
+    repo = lakefs.new_repo()
+    spec = fast_adult_spec(tmp_path, f"lakefs://{repo}/main/data/missing.csv")
+    result = chain_factory(spec).run()
+    assert not result.success
+    text = failure_text(result)
+    assert "data/missing.csv" in text and "commit it there or fix source.path" in text
