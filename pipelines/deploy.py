@@ -124,8 +124,14 @@ def _append(store: ArtifactStore, model_name: str, state: DeploymentState,
             f"deployment entry {seq} of {model_name} was written by another machine at the "
             "same moment; nothing was overwritten: run the command again") from None
     new = replay([*entries(store, model_name)])
-    store.write_record(f"{_prefix(model_name)}/head", new.to_dict())
-    return new
+    while True:
+        # With a remote store, another machine may append between our replay and our head
+        # write; whoever writes last checks again, so the head ends at the newest entry.
+        store.write_record(f"{_prefix(model_name)}/head", new.to_dict())
+        latest = replay([*entries(store, model_name)])
+        if latest.seq == new.seq:
+            return new
+        new = latest
 
 
 def _actor() -> str:

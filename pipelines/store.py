@@ -62,7 +62,11 @@ class ArtifactStore:
             from pipelines.lakefs import register_filesystem
 
             register_filesystem()
-        self.fs, self._base = fsspec.core.url_to_fs(self.root)
+        # Other processes and machines write the same store: a cached listing would hide
+        # their entries (s3fs caches listings per instance unless told not to).
+        remote = "://" in self.root and not self.root.startswith("file://")
+        self.fs, self._base = fsspec.core.url_to_fs(
+            self.root, **({"use_listings_cache": False} if remote else {}))
         self.local = self.fs.protocol in ("file", "local") or "file" in self.fs.protocol
         # A backend whose single upload is all-or-nothing (lakeFS) needs no temp + rename.
         self.atomic_puts = bool(getattr(self.fs, "atomic_writes", False))

@@ -113,6 +113,41 @@ def test_concurrent_deploys_from_processes_keep_one_consistent_history(tmp_path)
     assert deploy.current(store, "m").stable == log[-1]["model"]
 
 
+def _deploy_from_own_machine(root: str, worker: int, tmp: str) -> None:
+    import tempfile
+
+    tempfile.tempdir = tmp  # a remote store's deploy lock is per machine: not shared here
+    store = ArtifactStore(root)
+    for i in range(5):
+        while True:
+            try:
+                deploy.deploy(store, "m", model(100 * worker + i), canary_share=0.0)
+                break
+            except deploy.DeployError as exc:
+                assert "run the command again" in str(exc)
+
+
+def test_deployers_on_different_machines_never_overwrite_each_other(tmp_path, store_root):
+    """No shared lock (each process has its own lock folder, as on separate machines): the
+    conditional write of history entries alone keeps one consistent history."""
+    ctx = multiprocessing.get_context("spawn")
+    procs = []
+    for w in (1, 2, 3):
+        (tmp_path / f"machine{w}").mkdir()
+        procs.append(ctx.Process(target=_deploy_from_own_machine,
+                                 args=(store_root, w, str(tmp_path / f"machine{w}"))))
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+        assert p.exitcode == 0
+    store = ArtifactStore(store_root)
+    log = deploy.entries(store, "m")
+    assert [e["seq"] for e in log] == list(range(1, 16))
+    assert len({e["model"]["version"] for e in log}) == 15
+    assert deploy.head(store, "m")["seq"] == 15, "the head cache ends at the newest entry"
+
+
 def test_rollback_command_imports_neither_mlflow_nor_dagster(tmp_path):
     store = ArtifactStore(tmp_path / "store")
     name = "breast_cancer"  # the demo spec's model
