@@ -9,8 +9,9 @@ Usage::
     python -m cli.deployctl api-key NAME    # create an API key for the serving service
 
 Thin on purpose: no Dagster run and no MLflow import before the history entry is
-written (the service switches on that entry). The MLflow aliases then follow in a
-background process (``--aliases wait`` waits for it, ``--aliases skip`` leaves it).
+written (the service switches on that entry). The MLflow aliases (and, with the store
+on lakeFS, a commit of the change) then follow in a background process (``--aliases
+wait`` waits for it, ``--aliases skip`` leaves it).
 """
 
 from __future__ import annotations
@@ -43,6 +44,20 @@ def _sync(mode: str) -> None:
         subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                          start_new_session=True)
         print("MLflow aliases are being updated in the background")
+
+
+def _commit_lakefs(store, name: str) -> None:
+    """With the store on lakeFS, commit the deployment change (off the rollback's path)."""
+    if not store.root.startswith("lakefs://"):
+        return
+    from pipelines import deploy
+    from pipelines.lakefs import commit_store
+
+    state = deploy.current(store, name)
+    commit = commit_store(store.root, f"deployment of {name}: stable {_label(state.stable)}, "
+                          f"canary {_label(state.canary)} (history entry {state.seq})",
+                          {"deployment_seq": str(state.seq)})
+    print(f"lakeFS: {store.root} committed as {commit or '(nothing new to commit)'}")
 
 
 def _label(model) -> str:
@@ -90,6 +105,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.action == "sync-aliases":
             from resources.settings import mlflow_uri
 
+            _commit_lakefs(store, name)
             print(deploy.sync_aliases(store, mlflow_uri(state_folder), name))
         else:
             action = {"promote": deploy.promote, "abort": deploy.abort,

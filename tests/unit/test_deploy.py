@@ -163,3 +163,26 @@ def test_rollback_command_imports_neither_mlflow_nor_dagster(tmp_path):
     assert rc == 0 and heavy == []
     assert "stable v1" in out.stdout
     assert deploy.current(store, name).stable["version"] == 1
+
+
+def test_rollback_on_a_lakefs_store_is_committed_in_the_background(tmp_path, lakefs):
+    import os
+
+    import lakefs as lakefs_sdk
+
+    repo = lakefs.new_repo()
+    root = f"lakefs://{repo}/main/store"
+    store = ArtifactStore(root)
+    name = "breast_cancer"
+    deploy.deploy(store, name, model(1), canary_share=0.0)
+    deploy.deploy(store, name, model(2), canary_share=0.0)
+    env = {**os.environ, "PYTHONPATH": str(REPO), "TIDELINE_HOME": str(tmp_path),
+           "TIDELINE_STORE": root}
+    out = subprocess.run([sys.executable, "-m", "cli.deployctl", "rollback", "--aliases",
+                          "wait"], cwd=REPO, env=env, capture_output=True, text=True,
+                         timeout=120)
+    assert "stable v1" in out.stdout and "committed as" in out.stdout, out.stdout + out.stderr
+    branch = lakefs_sdk.Branch(repo, "main", client=lakefs.client())
+    assert next(branch.uncommitted(max_amount=1), None) is None
+    head = next(branch.log(max_amount=1))
+    assert head.metadata["deployment_seq"] == "3" and "stable v1" in head.message
