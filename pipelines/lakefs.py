@@ -72,9 +72,12 @@ def make_client(endpoint: str | None = None, access_key_id: str | None = None,
 
     endpoint = endpoint or os.environ.get(ENDPOINT_ENV)
     if endpoint:
-        return lakefs.Client(host=endpoint,
-                             username=access_key_id or os.environ.get(ACCESS_KEY_ENV, ""),
-                             password=secret_access_key or os.environ.get(SECRET_KEY_ENV, ""))
+        key = access_key_id or os.environ.get(ACCESS_KEY_ENV)
+        secret = secret_access_key or os.environ.get(SECRET_KEY_ENV)
+        if not key or not secret:
+            raise LakeFSError(f"lakeFS at {endpoint} needs credentials: set {ACCESS_KEY_ENV} "
+                              f"and {SECRET_KEY_ENV}")
+        return lakefs.Client(host=endpoint, username=key, password=secret)
     try:
         return lakefs.Client()
     except NoAuthenticationFound as exc:

@@ -129,3 +129,19 @@ def test_store_commits_tags_and_reverts(lakefs, repo):
     assert store.read_record("deployments/m/head") == {"stable": 1}
     assert store.has(first) and not store.has(second)
     assert ArtifactStore(f"lakefs://{repo}/m-v1/store").get_bytes(first) == b"model v1"
+
+
+def test_connection_errors_say_what_to_set(lakefs, monkeypatch):
+    from pipelines.lakefs import make_client
+
+    monkeypatch.delenv("LAKEFS_SECRET_ACCESS_KEY")
+    with pytest.raises(LakeFSError, match="LAKEFS_SECRET_ACCESS_KEY"):
+        make_client()
+    for var in ("LAKEFS_ENDPOINT", "LAKEFS_ACCESS_KEY_ID"):
+        monkeypatch.delenv(var)
+    monkeypatch.setenv("LAKECTL_CONFIG_FILE", "/nonexistent/lakectl.yaml")
+    with pytest.raises(LakeFSError, match="LAKEFS_ENDPOINT"):
+        make_client()
+    wrong = make_client(lakefs.endpoint, lakefs.access_key_id, "not-the-secret")
+    with pytest.raises(Exception, match="(?i)auth"):
+        source_version(wrong, "lakefs://any-repo/main/data.csv")
