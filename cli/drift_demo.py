@@ -180,10 +180,9 @@ def _latest_batch(instance):
 def _drift_meta(instance):
     import dagster as dg
 
-    event = instance.get_latest_materialization_event(dg.AssetKey("drift_report"))
-    if event is None:
-        return None
-    return {k: v.value for k, v in event.asset_materialization.metadata.items()}
+    from sensors.drift import latest_metadata
+
+    return latest_metadata(instance, dg.AssetKey("drift_report"))
 
 
 def _new_report(instance, seen):

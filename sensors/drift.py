@@ -16,7 +16,8 @@ DRIFT_ASSET = dg.AssetKey("drift_report")
 PERFORMANCE_ASSET = dg.AssetKey("production_performance")
 
 
-def _latest(instance: dg.DagsterInstance, key: dg.AssetKey) -> dict | None:
+def latest_metadata(instance: dg.DagsterInstance, key: dg.AssetKey) -> dict | None:
+    """The metadata values of an asset's latest materialization, or None."""
     event = instance.get_latest_materialization_event(key)
     if event is None or event.asset_materialization is None:
         return None
@@ -74,8 +75,8 @@ def build_drift_sensor(retrain_job, *, consecutive: int, cooldown_s: float,
     def drift_sensor(context: dg.SensorEvaluationContext):
         cursor = json.loads(context.cursor) if context.cursor else {}
         run_key, reason, state = evaluate(
-            cursor, _latest(context.instance, DRIFT_ASSET),
-            _latest(context.instance, PERFORMANCE_ASSET), clock(),
+            cursor, latest_metadata(context.instance, DRIFT_ASSET),
+            latest_metadata(context.instance, PERFORMANCE_ASSET), clock(),
             consecutive=consecutive, cooldown_s=cooldown_s)
         new_cursor = json.dumps(state, sort_keys=True)
         if run_key is None:
