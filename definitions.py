@@ -19,6 +19,7 @@ from assets.quantization import quantized_weights
 from assets.raw import raw_source
 from assets.training import trained_weights
 from jobs import build_jobs
+from pipelines.lakefs import is_lakefs
 from pipelines.spec import load_spec
 from resources.refs import RefIOManager
 from resources.settings import (
@@ -64,8 +65,7 @@ def build_definitions() -> dg.Definitions:
                                     scratch_dir=str(state / "scratch"))
     interval = sensor_interval_s()
     store = store_root(state)
-    extra_sensors = ([build_lakefs_commit_sensor(store, interval)]
-                     if store.startswith("lakefs://") else [])
+    extra_sensors = [build_lakefs_commit_sensor(store, interval)] if is_lakefs(store) else []
     return dg.Definitions(
         assets=[raw_source, build_ingest_assets(spec), trained_weights,
                 quantized_weights, model_card, deployment, production_batches, drift_report,

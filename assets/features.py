@@ -77,12 +77,15 @@ def build_ingest_assets(spec: DatasetSpec) -> dg.AssetsDefinition:
                store: ArtifactStoreResource, production: ProductionResource,
                lakefs: LakeFSResource):
         dataset, st = spec.get(), store.get()
+        from pipelines.lakefs import is_lakefs
+
         lakefs_source = None
-        if dataset.source.path.startswith("lakefs://"):
+        if is_lakefs(dataset.source.path):
             # Resolved once: the snapshot reads the object at this commit, whatever the
             # branch does meanwhile; an untouched object keeps its recipe key.
-            version = lakefs.source_version(dataset.source.path)
-            lakefs_source, source_hash = (lakefs.client(), version), version.content_key
+            client = lakefs.client()
+            version = lakefs.source_version(dataset.source.path, client)
+            lakefs_source, source_hash = (client, version), version.content_key
             context.log.info(f"source {dataset.source.path} is {version.pinned_uri}")
         else:
             try:

@@ -15,8 +15,10 @@ from resources.store import ArtifactStoreResource, DatasetSpecResource, LakeFSRe
 )
 def raw_source(context, spec: DatasetSpecResource, store: ArtifactStoreResource,
                lakefs: LakeFSResource) -> dg.ObserveResult:
+    from pipelines.lakefs import is_lakefs
+
     source = spec.get().source.path
-    if source.startswith("lakefs://"):
+    if is_lakefs(source):
         version = lakefs.source_version(source)
         return dg.ObserveResult(
             data_version=dg.DataVersion(version.data_version),

@@ -57,12 +57,11 @@ def commit_run(result) -> str | None:
     has no daemon.
     """
     from definitions import defs
+    from pipelines.lakefs import commit_store, is_lakefs
 
     root = defs.resources["store"].root
-    if not root.startswith("lakefs://"):
+    if not is_lakefs(root):
         return None
-    from pipelines.lakefs import commit_store
-
     commit = commit_store(root, f"training_job run {result.run_id}",
                           {"dagster_run_id": result.run_id, "dagster_job": "training_job"})
     print(f"lakeFS: {root} committed as {commit or '(nothing new to commit)'}")

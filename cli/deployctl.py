@@ -48,11 +48,11 @@ def _sync(mode: str) -> None:
 
 def _commit_lakefs(store, name: str) -> None:
     """With the store on lakeFS, commit the deployment change (off the rollback's path)."""
-    if not store.root.startswith("lakefs://"):
-        return
     from pipelines import deploy
-    from pipelines.lakefs import commit_store
+    from pipelines.lakefs import commit_store, is_lakefs
 
+    if not is_lakefs(store.root):
+        return
     state = deploy.current(store, name)
     commit = commit_store(store.root, f"deployment of {name}: stable {_label(state.stable)}, "
                           f"canary {_label(state.canary)} (history entry {state.seq})",

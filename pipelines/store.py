@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from pipelines.hashing import CHUNK, canonical_json, hash_bytes, new_hasher
+from pipelines.lakefs import is_lakefs, register_filesystem, spooled_copy
 
 
 class ArtifactNotFound(KeyError):
@@ -58,9 +59,7 @@ class ArtifactStore:
         import fsspec
 
         self.root = str(root).rstrip("/")
-        if self.root.startswith("lakefs://"):
-            from pipelines.lakefs import register_filesystem
-
+        if is_lakefs(self.root):
             register_filesystem()
         # Other processes and machines write the same store: a cached listing would hide
         # their entries (s3fs caches listings per instance unless told not to).
@@ -127,8 +126,6 @@ class ArtifactStore:
         """Copy a stream into the store, hashing the bytes as they are copied."""
         hasher = new_hasher()
         if self.atomic_puts:
-            from pipelines.lakefs import spooled_copy
-
             with spooled_copy(stream, hasher, CHUNK) as spool:
                 content_hash = "b3:" + hasher.hexdigest()
                 path = self._object_path(content_hash)

@@ -103,11 +103,11 @@ class LakeFSResource(dg.ConfigurableResource):
 
         return make_client(self.endpoint, self.access_key_id, self.secret_access_key)
 
-    def source_version(self, uri: str) -> Any:
+    def source_version(self, uri: str, client: Any = None) -> Any:
         """Commit id and checksum of a ``lakefs://`` source; a clear `dg.Failure` if absent."""
         from pipelines.lakefs import LakeFSError, source_version
 
         try:
-            return source_version(self.client(), uri)
+            return source_version(client or self.client(), uri)
         except LakeFSError as exc:
             raise dg.Failure(description=str(exc)) from exc

@@ -421,7 +421,7 @@ class LakeFSStandIn:
     def _revert(self, repo: _Repo, branch: str,
                 req: models.RevertCreation) -> tuple[int, Any, dict[str, str]]:
         self._branch(repo, branch)
-        if any(True for _ in repo.staging[branch].items()):
+        if repo.staging[branch]:
             raise HTTPError(400, "revert: branch has uncommitted changes")
         target = repo.commits[self._resolve(repo, req.ref)]
         if not target.parents:

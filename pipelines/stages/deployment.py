@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from pipelines import deploy
+from pipelines.lakefs import is_lakefs, tag_deployment
 from pipelines.spec import DatasetSpec
 from pipelines.store import ArtifactStore
 from pipelines.targets import edge_bundle, gate_verdict, model_entry, publish_edge
@@ -55,9 +56,7 @@ def publish(spec: DatasetSpec, store: ArtifactStore, *, tracking_uri: str, train
             else "stable")
     say(f"version {version}: {outcome} as {role}; edge bundle at {edge}")
     tag = None
-    if store.root.startswith("lakefs://"):
-        from pipelines.lakefs import tag_deployment
-
+    if is_lakefs(store.root):
         tag = tag_deployment(store.root, spec.name, version,
                              metadata={"actor": actor or "", "trained_weights": trained_weights})
         say(f"lakeFS tag {tag['tag']} -> commit {tag['commit']}")

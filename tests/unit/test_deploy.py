@@ -97,20 +97,25 @@ def _deploy_many(root: str, worker: int) -> None:
         deploy.deploy(store, "m", model(100 * worker + i), canary_share=0.0)
 
 
-def test_concurrent_deploys_from_processes_keep_one_consistent_history(tmp_path):
-    root = str(tmp_path / "store")
+def _run_deployers(target, args: list[tuple], timeout_s: float) -> list[dict]:
+    """Run deployer processes to the end; returns the history they left (checked whole)."""
     ctx = multiprocessing.get_context("spawn")
-    procs = [ctx.Process(target=_deploy_many, args=(root, w)) for w in (1, 2, 3)]
+    procs = [ctx.Process(target=target, args=a) for a in args]
     for p in procs:
         p.start()
     for p in procs:
-        p.join(60)
+        p.join(timeout_s)
         assert p.exitcode == 0
-    store = ArtifactStore(root)
-    log = deploy.entries(store, "m")
+    log = deploy.entries(ArtifactStore(args[0][0]), "m")
     assert [e["seq"] for e in log] == list(range(1, 16))
     assert len({e["model"]["version"] for e in log}) == 15
-    assert deploy.current(store, "m").stable == log[-1]["model"]
+    return log
+
+
+def test_concurrent_deploys_from_processes_keep_one_consistent_history(tmp_path):
+    root = str(tmp_path / "store")
+    log = _run_deployers(_deploy_many, [(root, w) for w in (1, 2, 3)], 60)
+    assert deploy.current(ArtifactStore(root), "m").stable == log[-1]["model"]
 
 
 def _deploy_from_own_machine(root: str, worker: int, tmp: str) -> None:
@@ -130,22 +135,12 @@ def _deploy_from_own_machine(root: str, worker: int, tmp: str) -> None:
 def test_deployers_on_different_machines_never_overwrite_each_other(tmp_path, store_root):
     """No shared lock (each process has its own lock folder, as on separate machines): the
     conditional write of history entries alone keeps one consistent history."""
-    ctx = multiprocessing.get_context("spawn")
-    procs = []
     for w in (1, 2, 3):
         (tmp_path / f"machine{w}").mkdir()
-        procs.append(ctx.Process(target=_deploy_from_own_machine,
-                                 args=(store_root, w, str(tmp_path / f"machine{w}"))))
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join(120)
-        assert p.exitcode == 0
-    store = ArtifactStore(store_root)
-    log = deploy.entries(store, "m")
-    assert [e["seq"] for e in log] == list(range(1, 16))
-    assert len({e["model"]["version"] for e in log}) == 15
-    assert deploy.head(store, "m")["seq"] == 15, "the head cache ends at the newest entry"
+    _run_deployers(_deploy_from_own_machine,
+                   [(store_root, w, str(tmp_path / f"machine{w}")) for w in (1, 2, 3)], 120)
+    assert deploy.head(ArtifactStore(store_root), "m")["seq"] == 15, \
+        "the head cache ends at the newest entry"
 
 
 def test_rollback_command_imports_neither_mlflow_nor_dagster(tmp_path):
