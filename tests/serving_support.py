@@ -150,12 +150,19 @@ def held_out_records(home: Path, model_name: str = "adult"):
 class Receiver:
     """A real HTTP server on loopback that records the alerts posted to it."""
 
-    def __init__(self):
+    def __init__(self, fail_first: int = 0):
         received = self.received = []
+        attempts = self.attempts = []
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self):
-                received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                attempts.append(body)
+                if len(attempts) <= fail_first:  # a receiver that is briefly down
+                    self.send_response(503)
+                    self.end_headers()
+                    return
+                received.append(body)
                 self.send_response(200)
                 self.end_headers()
 

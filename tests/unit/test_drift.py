@@ -1,5 +1,7 @@
 """Drift tests pinned in the spec: the fast path agrees with Evidently; alerts reach a webhook."""
 
+import time
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -71,8 +73,22 @@ def test_alert_reaches_a_real_webhook_receiver():
         receiver.server.shutdown()
     assert receiver.received[0]["event"] == "drift"
     assert receiver.received[0]["details"] == {"batch": "b3:x"}
-    # An unreachable receiver is logged, not raised.
-    assert send_alert("http://127.0.0.1:9/none", "drift", "adult", "x") is False
+    # An unreachable receiver is logged, not raised, and gives up within its budget.
+    start = time.monotonic()
+    assert send_alert("http://127.0.0.1:9/none", "drift", "adult", "x", budget_s=1.0) is False
+    assert time.monotonic() - start < 10
+
+
+def test_alert_delivery_retries_a_receiver_that_is_briefly_down():
+    from tests.serving_support import Receiver
+
+    receiver = Receiver(fail_first=2)
+    try:
+        assert send_alert(receiver.url, "gate_blocked", "adult", "auc below floor")
+    finally:
+        receiver.server.shutdown()
+    assert len(receiver.attempts) == 3  # two 503s, then delivered once
+    assert receiver.events() == ["gate_blocked"]
 
 
 def test_wasserstein_matches_scipy_with_ties_and_either_order():
