@@ -1,7 +1,9 @@
 """Run the whole chain once on the local instance and print what each asset did.
 
-Usage: ``python -m cli.demo`` (``make demo``). Prints a table of asset, cache hit or
-miss, content hash and seconds, then where the model card is.
+Usage: ``python -m cli.demo`` (``make demo``). Prints each asset as it finishes and the
+stages' progress, then a table of asset, cache hit or miss, content hash and seconds, and
+where the model card is. Dagster's own log goes to ``$TIDELINE_HOME/logs/`` (``VERBOSE=1``
+shows it here too); a refused run ends with one line saying what to fix, exit status 2.
 """
 
 from __future__ import annotations
@@ -11,15 +13,28 @@ import time
 from pathlib import Path
 
 
-def run_chain(instance=None):
-    """Execute ``training_job`` in process; returns the Dagster result."""
+def run_chain(instance=None, progress=None):
+    """Execute ``training_job`` in process; returns the Dagster result.
+
+    Args:
+        instance: The Dagster instance (default: the one ``DAGSTER_HOME`` names).
+        progress: A stream for progress lines while the run executes (None: quiet).
+    """
+    import contextlib
+    import uuid
+
     import dagster as dg
 
+    from cli.console import ProgressWatcher
     from definitions import defs
 
     instance = instance or dg.DagsterInstance.get()
     job = defs.resolve_job_def("training_job")
-    return job.execute_in_process(instance=instance, raise_on_error=False)
+    run_id = str(uuid.uuid4())
+    watch = (ProgressWatcher(instance, run_id, progress) if progress is not None
+             else contextlib.nullcontext())
+    with watch:
+        return job.execute_in_process(instance=instance, raise_on_error=False, run_id=run_id)
 
 
 def summary(result) -> list[dict]:
@@ -68,25 +83,34 @@ def commit_run(result) -> str | None:
     return commit
 
 
+def failure_message(result) -> str:
+    """The refused run in one line: the first failed step's own message."""
+    from cli.console import step_failure_line
+
+    failed = [event for event in result.all_events if event.is_step_failure]
+    if not failed:
+        return f"run {result.run_id} failed; see the log"
+    more = f" (and {len(failed) - 1} more failed steps)" if len(failed) > 1 else ""
+    return f"{failed[0].step_key}: {step_failure_line(failed[0])}{more}"
+
+
 def main() -> int:
+    from cli.console import CommandFailed
     from resources.settings import state_dir
 
+    print("running training_job (progress below; Dagster's log: $TIDELINE_HOME/logs/)",
+          flush=True)
     start = time.perf_counter()
-    result = run_chain()
+    result = run_chain(progress=sys.stdout)
     total = time.perf_counter() - start
+    if not result.success:
+        raise CommandFailed(failure_message(result))
     rows = summary(result)
     print(f"\n{'asset':<20} {'cache':<6} {'content hash / outcome':<31} {'seconds':>8}")
     for r in rows:
         print(f"{r['asset']:<20} {r['cache']:<6} {r['content_hash'][:30]:<31} "
               f"{r['seconds']:>8.3f}")
     print(f"{'total (run)':<59} {total:>8.3f}")
-    if not result.success:
-        for event in result.all_events:
-            if event.is_step_failure:
-                err = event.step_failure_data.user_failure_data
-                text = err.description if err else event.step_failure_data.error.message
-                print(f"\nFAILED {event.step_key}: {text}", file=sys.stderr)
-        return 1
     commit_run(result)
     card = next(r for r in rows if r["asset"] == "model_card")
     path = export_card(card["content_hash"], state_dir() / "model_cards" / "latest")
@@ -102,4 +126,6 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from cli.console import run_command
+
+    sys.exit(run_command(main, "demo"))
