@@ -15,7 +15,7 @@ export GIT_PYTHON_REFRESH := quiet
 export MLFLOW_DISABLE_TELEMETRY := true
 
 .PHONY: install state demo test ui bench lint clean lock reproduce serve api-key \
-	promote abort rollback deploy-status drift-demo gc
+	promote abort rollback deploy-status drift-demo gc verify
 
 $(VENV)/.installed: requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -63,6 +63,10 @@ drift-demo: state
 # deployed model and anything pinned. DRY_RUN=1 lists what would go.
 gc: state
 	$(BIN)/python -m cli.gc --keep $${KEEP:-3} $(if $(DRY_RUN),--dry-run,)
+
+# Check the whole store: pointers lead to present, intact content; histories and heads agree.
+verify: state
+	$(BIN)/python -m cli.verify
 
 deploy-status: install
 	$(BIN)/python -m cli.deployctl status

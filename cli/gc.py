@@ -35,10 +35,11 @@ def collect(store, instance, *, keep: int, grace_s: float, dry_run: bool, log=pr
     result = plan(store, recent_roots(instance, keep), grace_s=grace_s)
     verb = "would delete" if dry_run else "deleting"
     log(f"gc: keeping {len(result.keep)} objects; {verb} {len(result.delete)} objects "
-        f"({result.delete_bytes / 1e6:.1f} MB) and {len(result.stale_keys)} memo entries; "
+        f"({result.delete_bytes / 1e6:.1f} MB), {len(result.stale_keys)} memo entries and "
+        f"{len(result.temp)} temp files of cut-off writes; "
         f"{result.young} unreferenced objects are younger than the grace period")
     if dry_run:
-        for path in result.delete:
+        for path in [*result.delete, *result.temp]:
             log(f"  {path}")
     else:
         sweep(store, result)

@@ -8,7 +8,8 @@ Kept (the roots, and every file their manifests name):
 
 Everything else under ``objects/`` older than a grace period is deleted (the grace period
 protects objects a running materialization has written but not yet recorded), and memo
-entries whose content is gone are removed, so they become plain cache misses.
+entries whose content is gone are removed, so they become plain cache misses. Temp files
+that cut-off writes left anywhere in the store go once they are older than the grace period.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ class Plan:
     delete: list[str] = field(default_factory=list)  # object paths
     delete_bytes: int = 0
     stale_keys: list[str] = field(default_factory=list)  # memo entry paths
+    temp: list[str] = field(default_factory=list)  # temp files of cut-off writes
     young: int = 0  # unreachable but inside the grace period
 
 
@@ -76,8 +78,10 @@ def plan(store: ArtifactStore, roots: Iterable[str], grace_s: float = 3600.0) ->
     """What a sweep would delete, keeping ``roots`` and what is always kept."""
     result = Plan(keep=closure(store, set(roots) | pinned(store) | deployed_roots(store)))
     now = time.time()
+    # A temp file inside the grace period may belong to a write still in progress.
+    result.temp = [path for path, info in store.temp_files() if now - _mtime(info) >= grace_s]
     for path, content_hash, info in store.object_files():
-        if content_hash in result.keep:
+        if content_hash is None or content_hash in result.keep:
             continue
         if now - _mtime(info) < grace_s:
             result.young += 1
@@ -104,5 +108,5 @@ def sweep(store: ArtifactStore, result: Plan) -> None:
     """Delete what a plan lists: memo entries first, so no entry ever points at nothing."""
     for path in result.stale_keys:
         store.remove(path)
-    for path in result.delete:
+    for path in [*result.delete, *result.temp]:
         store.remove(path)

@@ -23,6 +23,11 @@ from pipelines.hashing import CHUNK, canonical_json, hash_bytes, new_hasher
 from pipelines.lakefs import is_lakefs, register_filesystem, spooled_copy
 
 
+def is_temp(path: str) -> bool:
+    """Whether a store path is a write's temp file (``.tmp-<id>`` or ``<name>.tmp-<id>``)."""
+    return ".tmp-" in path.rsplit("/", 1)[-1]
+
+
 class ArtifactNotFound(KeyError):
     """Raised when a hash or recipe key has no stored artifact."""
 
@@ -253,7 +258,19 @@ class ArtifactStore:
         return out
 
     def memo_files(self) -> list[str]:
-        return list(self.fs.find(f"{self._base}/keys"))
+        return [p for p in self.fs.find(f"{self._base}/keys") if not is_temp(p)]
+
+    def temp_files(self) -> list[tuple[str, dict[str, Any]]]:
+        """``(path, fs info)`` of every temp file a cut-off write left in the store.
+
+        Writes go to a temp name first; a process killed before its rename leaves one.
+        They are never read, so they are harmless, but they take space until `make gc`.
+        """
+        out = []
+        for folder in ("objects", "keys", "records"):
+            found = self.fs.find(f"{self._base}/{folder}", detail=True)
+            out += [(path, info) for path, info in found.items() if is_temp(path)]
+        return sorted(out)
 
     def record_folders(self, prefix: str) -> list[str]:
         """Names of the folders under ``records/<prefix>/``."""

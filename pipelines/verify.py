@@ -1,0 +1,174 @@
+"""Check a whole artifact store: every pointer leads to complete content, nothing half-written.
+
+``make verify`` runs this. Each problem names the path, the rule it breaks and what to
+do. Checked:
+
+- memo entries (``keys/``) are readable and name objects that are present, and every
+  file a manifest lists is present;
+- manifests and byte objects hash to their names (frames are stored under the hash of
+  their logical encoding, so their bytes are not checked here);
+- deployment histories: every entry readable and numbered in order, every deployed
+  model's files present with the sha256 the history recorded, and the head the service
+  polls equal to the replayed history;
+- temp files that a cut-off write left behind (harmless, but `make gc` should clear them).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass, field
+
+from pipelines.hashing import hash_bytes
+from pipelines.store import ArtifactStore
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with the store."""
+
+    path: str
+    rule: str
+    remedy: str
+
+    def line(self) -> str:
+        return f"{self.path}: {self.rule}; {self.remedy}"
+
+
+@dataclass
+class Report:
+    """What a verification looked at and what it found."""
+
+    objects: int = 0
+    memo_entries: int = 0
+    history_entries: int = 0
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def _json(store: ArtifactStore, path: str) -> object:
+    return json.loads(store.fs.cat_file(path))
+
+
+def _check_memo(store: ArtifactStore, report: Report) -> None:
+    for path in store.memo_files():
+        report.memo_entries += 1
+        try:
+            record = _json(store, path)
+            content_hash = record["content_hash"]  # type: ignore[index]
+        except (ValueError, KeyError, TypeError):
+            report.problems.append(Problem(path, "memo entry is not a readable result record",
+                                           "delete it (the stage recomputes on its next run)"))
+            continue
+        if not store.has(content_hash):
+            report.problems.append(Problem(
+                path, f"memo entry points at {content_hash}, which is not in the store",
+                "make gc removes the entry (the stage then recomputes)"))
+            continue
+        _check_manifest_files(store, content_hash, path, report)
+
+
+def _check_manifest_files(store: ArtifactStore, content_hash: str, where: str,
+                          report: Report) -> None:
+    try:
+        manifest = json.loads(store.get_bytes(content_hash))
+    except (ValueError, UnicodeDecodeError):
+        return
+    if not (isinstance(manifest, dict) and {"kind", "files"} <= set(manifest)):
+        return
+    for name, file_hash in manifest["files"].items():
+        if not store.has(file_hash):
+            report.problems.append(Problem(
+                where, f"artifact {content_hash} lists {name} = {file_hash}, which is missing",
+                "rerun the stage after make gc removes the entry"))
+
+
+def _check_objects(store: ArtifactStore, report: Report) -> None:
+    for path, content_hash, _ in store.object_files():
+        if content_hash is None:
+            continue
+        report.objects += 1
+        data = bytes(store.fs.cat_file(path))
+        if _is_frame(data):
+            continue
+        if hash_bytes(data) != content_hash:
+            report.problems.append(Problem(
+                path, "content does not hash to its name (corrupted or truncated)",
+                "delete it; make gc then drops the memo entries that name it and the stage "
+                "recomputes (a deployed model: make reproduce)"))
+
+
+def _is_frame(data: bytes) -> bool:
+    # Parquet files start and end with PAR1; they are named by their logical hash.
+    return data[:4] == b"PAR1"
+
+
+def _check_history(store: ArtifactStore, report: Report) -> None:
+    from pipelines import deploy
+
+    for model_name in store.record_folders("deployments"):
+        names = [n for n in store.list_records(f"deployments/{model_name}")
+                 if n.rsplit("/", 1)[-1].isdigit()]
+        log = []
+        for number, name in enumerate(names, start=1):
+            report.history_entries += 1
+            try:
+                entry = store.read_record(name)
+                assert entry is not None and int(entry["seq"]) == number
+            except (ValueError, KeyError, TypeError, AssertionError):
+                report.problems.append(Problem(
+                    f"records/{name}.json",
+                    f"deployment history entry {number} of {model_name} is unreadable or out "
+                    "of order", "restore it from a backup or a lakeFS commit; the history is "
+                    "the source of truth and is never rewritten by Tideline"))
+                log = None
+                continue
+            if log is not None:
+                log.append(entry)
+        if log is None:
+            continue
+        state = deploy.replay(log)
+        for role, model in (("stable", state.stable), ("canary", state.canary)):
+            if model:
+                _check_model(store, model_name, role, model, report)
+        head = deploy.head(store, model_name)
+        if log and head != state.to_dict():
+            report.problems.append(Problem(
+                f"records/deployments/{model_name}/head.json",
+                f"head does not match the history (entry {state.seq})",
+                "make deploy-status REPAIR=1 rebuilds it"))
+
+
+def _check_model(store: ArtifactStore, model_name: str, role: str, model: dict,
+                 report: Report) -> None:
+    for variant, info in model.get("variants", {}).items():
+        where = f"{model_name} v{model.get('version')} ({role}) {variant}"
+        try:
+            data = store.get_bytes(info["content_hash"])
+        except KeyError:
+            report.problems.append(Problem(where, f"model file {info['content_hash']} is missing",
+                                           "make rollback, or make reproduce and redeploy"))
+            continue
+        if hashlib.sha256(data).hexdigest() != info["sha256"]:
+            report.problems.append(Problem(where, "model file does not match its recorded sha256",
+                                           "make rollback, or make reproduce and redeploy"))
+
+
+def verify_store(store: ArtifactStore, grace_s: float = 3600.0) -> Report:
+    """Check the whole store; the report lists every problem found."""
+    report = Report()
+    _check_objects(store, report)
+    _check_memo(store, report)
+    _check_history(store, report)
+    now = time.time()
+    for path, info in store.temp_files():
+        from pipelines.gc import _mtime
+
+        if now - _mtime(info) >= grace_s:
+            report.problems.append(Problem(path, "temp file left by a cut-off write",
+                                           "make gc removes it"))
+    return report
