@@ -66,7 +66,8 @@ def materialize_stage(
         context: The asset's execution context.
         asset: Asset name (first part of the memo key).
         store: The artifact store.
-        modules: ``pipelines`` modules whose source is the stage's code fingerprint.
+        modules: The stage's ``pipelines`` modules; they and the compute function, with
+            the ``pipelines`` code they reach, are the stage's code fingerprint.
         config: The spec/config that shapes the output.
         inputs: Content hashes of the inputs, by input name.
         compute: Called with the recipe key on a miss; returns the stage result.
@@ -75,7 +76,7 @@ def materialize_stage(
             before its memo entry is written (it may add metadata).
     """
     start = time.perf_counter()
-    key = recipe_key(asset, code_fingerprint(*modules), config, inputs)
+    key = recipe_key(asset, code_fingerprint(*modules, functions=(compute,)), config, inputs)
     record = store.lookup(asset, key)
     cache = "hit" if record else "miss"
     if record is None:
