@@ -98,9 +98,15 @@ def render_markdown(card: dict[str, Any]) -> str:
     variants = card["variants"]
     metric_names = ["roc_auc", "accuracy", "f1", "log_loss", "brier", "ece"]
     metric_rows = [[v] + [variants[v]["metrics"][m] for m in metric_names] for v in variants]
-    perf_rows = [[v, variants[v]["size_bytes"], variants[v]["latency"][0]["median_ms"],
-                  variants[v]["latency"][1]["median_ms"],
+    # Latency is a fact of the run, not of the model: the stored card (its bytes are a
+    # function of the recipe) leaves it out; the card shown for a run puts it in.
+    timed = all("latency" in variants[v] for v in variants)
+    perf_rows = [[v, variants[v]["size_bytes"],
+                  *([variants[v]["latency"][0]["median_ms"], variants[v]["latency"][1]["median_ms"]]
+                    if timed else []),
                   variants[v]["parity_max_abs_diff"]] for v in variants]
+    perf_head = ["variant", "bytes", *(["ms @ batch 1", "ms @ batch 256"] if timed else []),
+                 "max abs Δp vs fp32"]
     lineage_rows = [[k, v] for k, v in card["lineage"].items()]
     t = card["training"]
     head = [
@@ -123,9 +129,10 @@ def render_markdown(card: dict[str, Any]) -> str:
         f"by validation. Features: {', '.join(f'`{c}`' for c in card['features'])}.",
         "## Metrics on held-out test rows",
         _table(["variant", *metric_names], metric_rows),
-        "## Size and latency (ONNX Runtime, CPU, 1 thread)",
-        _table(["variant", "bytes", "ms @ batch 1", "ms @ batch 256", "max abs Δp vs fp32"],
-               perf_rows),
+        "## Size and latency (ONNX Runtime, CPU, 1 thread)" if timed else "## Size",
+        _table(perf_head, perf_rows) + ("" if timed else
+                                        "\n\nLatency is measured per run: see the "
+                                        "materialization's metadata in the Dagster UI."),
         "## Training",
         f"Best epoch {t['best_epoch']} of {t['epochs_run']} (early stopping, patience "
         f"{t['patience']}), device `{t['device']}`, hidden layers {t['hidden']}.",

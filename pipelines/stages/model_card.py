@@ -64,6 +64,7 @@ def build_card(spec: DatasetSpec, store: ArtifactStore, features: Manifest, weig
     y = test[LABEL_COLUMN].to_numpy(dtype=int)
     probabilities: dict[str, np.ndarray] = {}
     card_variants: dict[str, Any] = {}
+    latencies: dict[str, list[dict[str, Any]]] = {}
     for variant in VARIANTS:
         model = read_file(store, variants, f"model_{variant}.onnx")
         sess = session(model)
@@ -72,9 +73,9 @@ def build_card(spec: DatasetSpec, store: ArtifactStore, features: Manifest, weig
         card_variants[variant] = {
             "metrics": metrics(y, p),
             "size_bytes": len(model),
-            "latency": [latency(sess, feeds, 1), latency(sess, feeds, 256)],
             "parity_max_abs_diff": parity.get(variant, {}).get("max_abs_diff", 0.0),
         }
+        latencies[variant] = [latency(sess, feeds, 1), latency(sess, feeds, 256)]
     fairness = _fairness(spec, test, probabilities["fp32"])
     baseline = _champion(spec, store, test, champion)
     verdict = judge(spec.gate, card_variants["fp32"]["metrics"], baseline, fairness)
@@ -90,6 +91,8 @@ def build_card(spec: DatasetSpec, store: ArtifactStore, features: Manifest, weig
                      "hidden": training["config"]["hidden"]},
     }
     markdown = render_markdown(card)
+    timed = card | {"variants": {v: card_variants[v] | {"latency": latencies[v]}
+                                 for v in VARIANTS}}
     images = plots(y, probabilities) | fairness_plots(fairness)
     predictions = test[[ROW_COLUMN, LABEL_COLUMN]].copy()
     for variant, p in probabilities.items():
@@ -101,7 +104,9 @@ def build_card(spec: DatasetSpec, store: ArtifactStore, features: Manifest, weig
                "card.json": canonical_json(card), "gate.json": canonical_json(verdict),
                **images},
         frames={"predictions": predictions},
-        metadata={"model_card": {"__md__": markdown},
+        metadata={"model_card": {"__md__": render_markdown(timed)},
+                  "latency_ms": {v: {f"batch_{t['batch']}": round(t["median_ms"], 4)
+                                     for t in latencies[v]} for v in VARIANTS},
                   "roc_auc": round(fp32["roc_auc"], 6), "accuracy": round(fp32["accuracy"], 6),
                   "f1": round(fp32["f1"], 6), "log_loss": round(fp32["log_loss"], 6),
                   "ece": round(fp32["ece"], 6), "test_rows": int(len(test)),

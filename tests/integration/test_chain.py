@@ -60,21 +60,26 @@ def test_demo_chain_then_all_hits(home, chain_factory):
     assert int(client.get_model_version_by_alias("breast_cancer", "champion").version) == 1
 
 
-def test_byte_identical_retraining_from_empty_store(tmp_path, chain_factory):
-    hashes, weights = [], []
+def test_two_chains_from_empty_stores_give_identical_bytes_for_every_asset(tmp_path,
+                                                                           chain_factory):
+    hashes, weights, cards = [], [], []
     for name in ("a", "b"):
         state = tmp_path / name
         demo_data(state)
         chain = chain_factory(REPO / "datasets" / "demo.yaml", state)
         result = chain.run()
         assert result.success
-        meta = materializations(result)["trained_weights"]
-        assert meta["cache"] == "miss"
-        hashes.append(meta["content_hash"])
-        manifest = chain.store().get_manifest(meta["content_hash"])
+        metas = materializations(result)
+        assert {metas[a]["cache"] for a in CHAIN} == {"miss"}
+        hashes.append({a: metas[a]["content_hash"] for a in CHAIN})
+        manifest = chain.store().get_manifest(metas["trained_weights"]["content_hash"])
         weights.append(chain.store().get_bytes(manifest.files["weights.safetensors"]))
-    assert hashes[0] == hashes[1]
+        cards.append(metas["model_card"])
+    assert hashes[0] == hashes[1]  # the model card included: run facts are metadata only
     assert weights[0] == weights[1]
+    # The card shown for each run still reports that run's latency.
+    assert all(set(c["latency_ms"]) == {"fp32", "int8", "fp16"} for c in cards)
+    assert "ms @ batch 1" in cards[0]["model_card"]
 
 
 def test_adult_early_cutoff_data_change_and_parity(tmp_path, adult_sample, chain_factory):
