@@ -19,7 +19,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from pipelines.store import ArtifactStore
+from pipelines.store import ArtifactStore, object_hash
 
 PINS = "pins"
 
@@ -88,13 +88,13 @@ def plan(store: ArtifactStore, roots: Iterable[str], grace_s: float = 3600.0) ->
             continue
         result.delete.append(path)
         result.delete_bytes += int(info.get("size", 0))
-    gone = {path.rsplit("/", 1)[-1] for path in result.delete}
+    gone = {object_hash(path.rsplit("/", 1)[-1]) for path in result.delete}
     for path in store.memo_files():
         try:
             record = json.loads(store.fs.cat_file(path))
         except (ValueError, FileNotFoundError):
             continue
-        if record.get("content_hash", "").split(":")[-1] in gone:
+        if record.get("content_hash") in gone:
             result.stale_keys.append(path)
     return result
 

@@ -19,6 +19,9 @@ if TYPE_CHECKING:
 
 CHUNK = 8 * 1024 * 1024
 HASH_PREFIX = "b3:"
+# Frames are named by the hash of their logical content, not of their file bytes (Parquet
+# embeds writer versions): a prefix of their own says how to check an object's name.
+FRAME_PREFIX = "f3:"
 
 
 def _digest(hasher: Any) -> str:
@@ -103,7 +106,7 @@ def hash_frame(frame: pd.DataFrame) -> str:
         frame: The frame to hash.
 
     Returns:
-        The content hash, ``b3:<hex>``.
+        The content hash, ``f3:<hex>``.
     """
     import pyarrow as pa
 
@@ -150,4 +153,4 @@ def hash_table(table: Any) -> str:
         h.update(validity.digest())
         h.update(lengths.digest())
         h.update(values_h.digest())
-    return _digest(h)
+    return FRAME_PREFIX + h.hexdigest()

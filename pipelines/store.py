@@ -19,8 +19,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from pipelines.hashing import CHUNK, canonical_json, hash_bytes, new_hasher
+from pipelines.hashing import CHUNK, HASH_PREFIX, canonical_json, hash_bytes, new_hasher
 from pipelines.lakefs import is_lakefs, register_filesystem, spooled_copy
+
+
+def object_hash(name: str) -> str:
+    """The content hash an object file's name stands for (``b3:…`` or ``f3:…``)."""
+    prefix, _, digest = name.rpartition("-")
+    return f"{prefix}:{digest}" if prefix else HASH_PREFIX + name
 
 
 def is_temp(path: str) -> bool:
@@ -77,8 +83,11 @@ class ArtifactStore:
 
     # -- paths -------------------------------------------------------------------------
     def _object_path(self, content_hash: str) -> str:
-        digest = content_hash.split(":", 1)[-1]
-        return f"{self._base}/objects/{digest[:2]}/{digest}"
+        prefix, _, digest = content_hash.rpartition(":")
+        # Byte-addressed objects are named by their digest alone; frames (named by their
+        # logical hash) carry their prefix, so `make verify` knows how to check each name.
+        name = digest if prefix in ("", HASH_PREFIX[:-1]) else f"{prefix}-{digest}"
+        return f"{self._base}/objects/{digest[:2]}/{name}"
 
     def _key_path(self, asset: str, recipe_key: str) -> str:
         digest = recipe_key.split(":", 1)[-1]
@@ -132,7 +141,7 @@ class ArtifactStore:
         hasher = new_hasher()
         if self.atomic_puts:
             with spooled_copy(stream, hasher, CHUNK) as spool:
-                content_hash = "b3:" + hasher.hexdigest()
+                content_hash = HASH_PREFIX + hasher.hexdigest()
                 path = self._object_path(content_hash)
                 if not self.fs.exists(path):
                     with self.fs.open(path, "wb") as out:
@@ -146,7 +155,7 @@ class ArtifactStore:
             while chunk := stream.read(CHUNK):
                 hasher.update(chunk)
                 out.write(chunk)
-        content_hash = "b3:" + hasher.hexdigest()
+        content_hash = HASH_PREFIX + hasher.hexdigest()
         path = self._object_path(content_hash)
         if self.fs.exists(path):
             self.fs.rm(tmp)
@@ -254,7 +263,7 @@ class ArtifactStore:
         out = []
         for path, info in self.fs.find(f"{self._base}/objects", detail=True).items():
             name = path.rsplit("/", 1)[-1]
-            out.append((path, None if name.startswith(".tmp-") else f"b3:{name}", info))
+            out.append((path, None if is_temp(path) else object_hash(name), info))
         return out
 
     def memo_files(self) -> list[str]:

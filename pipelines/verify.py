@@ -5,8 +5,8 @@ do. Checked:
 
 - memo entries (``keys/``) are readable and name objects that are present, and every
   file a manifest lists is present;
-- manifests and byte objects hash to their names (frames are stored under the hash of
-  their logical encoding, so their bytes are not checked here);
+- every object hashes to its name: ``b3:`` objects by their bytes, ``f3:`` frames by their
+  logical content (read back from Parquet);
 - deployment histories: every entry readable and numbered in order, every deployed
   model's files present with the sha256 the history recorded, and the head the service
   polls equal to the replayed history;
@@ -20,7 +20,7 @@ import json
 import time
 from dataclasses import dataclass, field
 
-from pipelines.hashing import hash_bytes
+from pipelines.hashing import FRAME_PREFIX, hash_bytes, hash_frame
 from pipelines.store import ArtifactStore
 
 
@@ -93,18 +93,24 @@ def _check_objects(store: ArtifactStore, report: Report) -> None:
             continue
         report.objects += 1
         data = bytes(store.fs.cat_file(path))
-        if _is_frame(data):
-            continue
-        if hash_bytes(data) != content_hash:
+        if _rehash(content_hash, data) != content_hash:
             report.problems.append(Problem(
                 path, "content does not hash to its name (corrupted or truncated)",
                 "delete it; make gc then drops the memo entries that name it and the stage "
                 "recomputes (a deployed model: make reproduce)"))
 
 
-def _is_frame(data: bytes) -> bool:
-    # Parquet files start and end with PAR1; they are named by their logical hash.
-    return data[:4] == b"PAR1"
+def _rehash(content_hash: str, data: bytes) -> str | None:
+    if not content_hash.startswith(FRAME_PREFIX):
+        return hash_bytes(data)
+    import io
+
+    import pandas as pd
+
+    try:
+        return hash_frame(pd.read_parquet(io.BytesIO(data)))
+    except Exception:  # any reader error means the bytes are not the frame named
+        return None
 
 
 def _check_history(store: ArtifactStore, report: Report) -> None:

@@ -97,3 +97,23 @@ def test_gc_removes_old_temp_files_of_cut_off_writes_and_keeps_young_ones(tmp_pa
     assert not any(p.exists() for p in old) and young.exists()
     assert verify_store(store, grace_s=3600).ok, "a young temp file may be a write in progress"
     assert deploy.current(store, "m").stable["version"] == 1
+
+
+def test_frames_are_checked_by_their_logical_hash(tmp_path):
+    import pandas as pd
+
+    from pipelines.artifacts import StageResult, save_result
+
+    store = ArtifactStore(tmp_path / "store")
+    frame = pd.DataFrame({"age": [39, 50, 38], "sex": ["Male", "Female", None]})
+    manifest = save_result(store, StageResult(kind="features", frames={"features": frame}))
+    store.record("validated_features", "b3:cc", {"content_hash": manifest.content_hash,
+                                                 "metadata": {}, "checks": []})
+    frame_hash = manifest.files["features"]
+    assert frame_hash.startswith("f3:") and manifest.content_hash.startswith("b3:")
+    assert verify_store(store).ok
+    path = _path(store, frame_hash)
+    other = pd.DataFrame({"age": [39, 50, 39], "sex": ["Male", "Female", None]})
+    other.to_parquet(path, index=False)  # a valid Parquet file, but not the frame named
+    lines = [p.line() for p in verify_store(store).problems]
+    assert len(lines) == 1 and frame_hash.split(":")[1] in lines[0], lines
