@@ -37,10 +37,11 @@ test: install
 ui: state
 	$(BIN)/dagster dev -w workspace.yaml
 
-# Rebuild registered model version VERSION in an empty store and compare content hashes.
+# Rebuild every stage of registered model version VERSION in an empty store and compare.
+# MODEL= names the spec (default: TIDELINE_SPEC, else the demo).
 reproduce: state
-	@test -n "$(VERSION)" || (echo "usage: make reproduce VERSION=n" >&2; exit 2)
-	$(BIN)/python -m cli.reproduce --version $(VERSION)
+	@test -n "$(VERSION)" || (echo "usage: make reproduce [MODEL=spec] VERSION=n" >&2; exit 2)
+	$(if $(MODEL),TIDELINE_SPEC=$(MODEL)) $(BIN)/python -m cli.reproduce --version $(VERSION)
 
 # The serving service on the local deployment (http://127.0.0.1:8000/docs).
 # PORT=, WORKERS=; with WORKERS>1 set TIDELINE_REDIS_URL=redis://127.0.0.1:6379/0.

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.conftest import REPO
 
@@ -61,7 +62,7 @@ def test_code_change_recomputes_that_stage_and_downstream_only(tmp_path):
                       "quantized_weights": "miss", "model_card": "miss"}
 
 
-def test_reproduce_a_registered_version(tmp_path):
+def test_reproduce_rebuilds_every_stage_of_a_version(tmp_path):
     state = tmp_path / "state"
     rows, _ = demo(REPO, state)
     assert rows["trained_weights"] == "miss"
@@ -70,4 +71,19 @@ def test_reproduce_a_registered_version(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "cli.reproduce", "--version", "1"], cwd=REPO,
                           env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "matches" in proc.stdout
+    for asset in ("validated_features", "trained_weights", "quantized_weights", "model_card"):
+        assert f"{asset}: matches" in proc.stdout, proc.stdout
+    assert "reproduced 4 of 4 stages" in proc.stdout
+    # A setting changed since: the stage it shapes differs, named with its first difference;
+    # each stage is rebuilt from recorded inputs, so the card downstream still matches.
+    spec = yaml.safe_load((REPO / "datasets" / "demo.yaml").read_text())
+    spec["quantization"] = {**spec.get("quantization", {}), "calibration_rows": 37}
+    changed = tmp_path / "changed.yaml"
+    changed.write_text(yaml.safe_dump(spec, sort_keys=False))
+    proc = subprocess.run([sys.executable, "-m", "cli.reproduce", "--version", "1"], cwd=REPO,
+                          env=env | {"TIDELINE_SPEC": str(changed)}, capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "quantized_weights: DIFFERS" in proc.stdout and "first difference: file model_int8" \
+        in proc.stdout, proc.stdout
+    assert "model_card: matches" in proc.stdout and "reproduced 3 of 4 stages" in proc.stdout
