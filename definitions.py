@@ -42,6 +42,7 @@ from schedules import build_schedules
 from sensors.drift import build_drift_sensor
 from sensors.lakefs import build_lakefs_commit_sensor
 from sensors.production import build_alert_sensor, build_production_sensor
+from sensors.runs import build_run_reaper_sensor
 
 
 def lakefs_resource() -> LakeFSResource:
@@ -79,6 +80,7 @@ def build_definitions() -> dg.Definitions:
                                cooldown_s=spec.monitoring.cooldown_minutes * 60,
                                interval_s=interval),
             build_alert_sensor(spec_resource),
+            build_run_reaper_sensor(),
             *extra_sensors,
         ],
         resources={

@@ -9,6 +9,7 @@ from assets.memo import materialize_stage
 from pipelines.devices import training_device
 from pipelines.recipe import thread_count
 from resources.refs import ArtifactRef
+from resources.runs import host_tags
 from resources.store import ArtifactStoreResource, DatasetSpecResource, MlflowResource
 
 # On Kubernetes (k8s_job_executor) this step's pod asks for a GPU and more memory.
@@ -27,6 +28,9 @@ TRAINING_POD = {"dagster-k8s/config": {
 def trained_weights(context: dg.AssetExecutionContext, validated_features: ArtifactRef,
                     spec: DatasetSpecResource, store: ArtifactStoreResource,
                     mlflow: MlflowResource):
+    # Names this host on the run, so that a check on another host sharing the instance never
+    # judges it, and the run reaper here can release it if its process dies mid-training.
+    context.instance.add_run_tags(context.run_id, host_tags())
     dataset, st, device = spec.get(), store.get(), training_device()
     log: dict[str, Any] = {}
 
@@ -52,6 +56,9 @@ def trained_weights(context: dg.AssetExecutionContext, validated_features: Artif
                 f"join with `python -m cli.tune_worker --study {study}`")
         log["key"] = key
         checkpoints = Path(store.checkpoint_dir("trained_weights", key))
+        if (checkpoints / "checkpoint.pt").exists():
+            context.log.info(f"resuming the final fit from the checkpoint an interrupted run "
+                             f"left in {checkpoints}")
         with TrainingLog(mlflow.tracking_uri, mlflow.experiment(dataset.name),
                          run_name="trained_weights",
                          tags={"recipe_key": key, "data_hash": validated_features.content_hash,
@@ -72,12 +79,18 @@ def trained_weights(context: dg.AssetExecutionContext, validated_features: Artif
 
         from pipelines.tracking import git_commit
 
-        result.metadata["registry_version"] = log["run"].register(dataset.name, tags={
+        # Once per recipe key: a run killed after registering, before its memo entry, must
+        # not leave the registry a duplicate of the same weights when the rerun gets here.
+        registered = log["run"].register_once(dataset.name, tags={
             "recipe_key": log["key"], "trained_weights": content_hash,
             "data_hash": validated_features.content_hash, "git_commit": git_commit(),
             "dataset_spec": dataset.name, "device": device, "threads": str(thread_count()),
             "best_params": json.dumps(result.metadata.get("best_params")),
             "stage_config": json.dumps(dataset.stage_config("trained_weights"))})
+        if registered.reused:
+            context.log.info(f"reusing registry version {registered.version} of "
+                             f"{dataset.name}: it holds these weights for this recipe key")
+        result.metadata["registry_version"] = registered.version
 
     yield from materialize_stage(
         context, asset="trained_weights", store=st, modules=("pipelines.stages.training",),

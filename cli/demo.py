@@ -27,14 +27,19 @@ def run_chain(instance=None, progress=None):
 
     from cli.console import ProgressWatcher
     from definitions import defs
+    from resources.runs import host_tags, release_dead_runs
 
     instance = instance or dg.DagsterInstance.get()
+    # A run killed earlier (its process gone) would hold the training pool's slot for good.
+    release_dead_runs(instance, log=lambda line: print(line, file=progress or sys.stderr,
+                                                       flush=True))
     job = defs.resolve_job_def("training_job")
     run_id = str(uuid.uuid4())
     watch = (ProgressWatcher(instance, run_id, progress) if progress is not None
              else contextlib.nullcontext())
     with watch:
-        return job.execute_in_process(instance=instance, raise_on_error=False, run_id=run_id)
+        return job.execute_in_process(instance=instance, raise_on_error=False, run_id=run_id,
+                                      tags=host_tags())
 
 
 def summary(result) -> list[dict]:

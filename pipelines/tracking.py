@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import subprocess
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,14 @@ def import_mlflow() -> Any:
     import mlflow
 
     return mlflow
+
+
+@dataclass(frozen=True)
+class RegistryVersion:
+    """A model's registry version and whether registering found it already there."""
+
+    version: int
+    reused: bool
 
 
 def git_commit() -> str:
@@ -103,6 +112,19 @@ class TrainingLog:
         version = mlflow.register_model(self.model_uri, model_name, tags=tags)
         return int(version.version)
 
+    def register_once(self, model_name: str, tags: dict[str, str]) -> RegistryVersion:
+        """Register the logged model unless its recipe already has a version; idempotent.
+
+        A run killed after registering but before its memo entry was written trains the
+        same weights again on the rerun: the version registered then (tagged with the same
+        ``recipe_key`` and ``trained_weights``) is reused instead of adding a duplicate.
+        """
+        found = find_recipe_version(self.uri, model_name, tags["recipe_key"],
+                                    tags["trained_weights"])
+        if found is not None:
+            return RegistryVersion(version=found, reused=True)
+        return RegistryVersion(version=self.register(model_name, tags), reused=False)
+
 
 def set_aliases(tracking_uri: str, model_name: str, aliases: dict[str, int | None]) -> None:
     """Point registry aliases at versions (``None`` removes the alias)."""
@@ -124,6 +146,21 @@ def find_version(tracking_uri: str, model_name: str, trained_weights: str) -> in
     client = mlflow.MlflowClient(tracking_uri=tracking_uri)
     found = client.search_model_versions(
         f"name = '{model_name}' and tags.trained_weights = '{trained_weights}'")
+    return max((int(v.version) for v in found), default=None)
+
+
+def find_recipe_version(tracking_uri: str, model_name: str, recipe_key: str,
+                        trained_weights: str) -> int | None:
+    """The registry version registered for a recipe key and its weights, or None.
+
+    The newest if duplicates exist (registered before registration was idempotent), as
+    `find_version`, which deployment uses, picks it.
+    """
+    mlflow = import_mlflow()
+    client = mlflow.MlflowClient(tracking_uri=tracking_uri)
+    found = client.search_model_versions(
+        f"name = '{model_name}' and tags.recipe_key = '{recipe_key}' "
+        f"and tags.trained_weights = '{trained_weights}'")
     return max((int(v.version) for v in found), default=None)
 
 

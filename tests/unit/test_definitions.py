@@ -12,7 +12,11 @@ def test_definitions_snapshot(monkeypatch, tmp_path):
     assert keys == {"raw_source", "raw_data", "validated_features", "trained_weights",
                     "quantized_weights", "model_card", "deployment", "production_batches",
                     "drift_report", "production_performance"}
-    assert {s.name for s in defs.sensors} == {"production_sensor", "drift_sensor", "alert_sensor"}
+    assert {s.name for s in defs.sensors} == {"production_sensor", "drift_sensor", "alert_sensor",
+                                              "run_reaper_sensor"}
+    reaper = defs.resolve_sensor_def("run_reaper_sensor")
+    assert reaper.default_status == dg.DefaultSensorStatus.RUNNING
+    assert reaper.minimum_interval_seconds == 60
     assert defs.resolve_sensor_def("drift_sensor").job_name == "retrain_job"
     assert defs.resolve_sensor_def("production_sensor").job_name == "monitoring_job"
     job = defs.resolve_job_def("training_job")
