@@ -69,8 +69,9 @@ gc: state
 verify: state
 	$(BIN)/python -m cli.verify
 
+# REPAIR=1 also brings head, edge bundles and MLflow aliases in line with the history.
 deploy-status: install
-	$(BIN)/python -m cli.deployctl status
+	$(BIN)/python -m cli.deployctl status $(if $(REPAIR),--repair,)
 
 bench: state
 	$(BIN)/python -m bench.run_all

@@ -10,7 +10,9 @@ from resources.store import ArtifactStoreResource, DatasetSpecResource, MlflowRe
           description="Checks the gate verdict stored with the model card; a model that "
                       "passed is appended to the deployment history (canary beside the stable "
                       "model, or stable) and its int8 edge bundle is published. A blocked "
-                      "model is recorded as rejected and nothing changes.")
+                      "model is recorded as rejected and nothing changes. Head, edge bundles "
+                      "and MLflow aliases that a killed run left out of line with the "
+                      "history are repaired first (metadata `repaired`).")
 def deployment(context: dg.AssetExecutionContext, trained_weights: ArtifactRef,
                quantized_weights: ArtifactRef, model_card: ArtifactRef,
                spec: DatasetSpecResource, store: ArtifactStoreResource,
@@ -34,6 +36,8 @@ def deployment(context: dg.AssetExecutionContext, trained_weights: ArtifactRef,
         "canary_version": str((state["canary"] or {}).get("version", "none")),
         "history_entry": state["seq"],
     }
+    if result["repaired"]:  # what a killed earlier run had left out of line, now put right
+        metadata["repaired"] = "\n".join(result["repaired"])
     if result["outcome"] == "rejected":  # model_card raised the alert when it was judged
         metadata["reason"] = result["reason"]
     else:

@@ -3,6 +3,9 @@
 Usage::
 
     python -m cli.deployctl status          # what is serving, and the history
+    python -m cli.deployctl status --repair # first repair what a killed deploy left out of
+                                            # line (make deploy-status REPAIR=1)
+    python -m cli.deployctl repair          # the same repair, without the history listing
     python -m cli.deployctl promote         # make the canary stable   (make promote)
     python -m cli.deployctl abort           # withdraw the canary      (make abort)
     python -m cli.deployctl rollback        # undo the newest change   (make rollback)
@@ -12,6 +15,10 @@ Thin on purpose: no Dagster run and no MLflow import before the history entry is
 written (the service switches on that entry). The MLflow aliases (and, with the store
 on lakeFS, a commit of the change) then follow in a background process (``--aliases
 wait`` waits for it, ``--aliases skip`` leaves it).
+
+``repair`` rebuilds what is derived from the history when a killed process left it behind:
+``head.json`` (what the service serves), the stable and canary edge bundles (checked by
+sha256) and the MLflow aliases (MLflow is imported only when they need setting).
 """
 
 from __future__ import annotations
@@ -31,7 +38,8 @@ def _context():
     from resources.settings import spec_path, state_dir, store_root
 
     state = state_dir()
-    return ArtifactStore(store_root(state)), load_spec(spec_path()).name, state
+    spec = load_spec(spec_path())
+    return ArtifactStore(store_root(state)), spec, state
 
 
 def _sync(mode: str) -> None:
@@ -70,28 +78,57 @@ def status(store, name: str) -> None:
     state = deploy.current(store, name)
     print(f"{name}: stable {_label(state.stable)}, canary {_label(state.canary)}, "
           f"previous {_label(state.previous)}")
+    if state.seq and deploy.head(store, name) != state.to_dict():
+        print(f"  head.json (what the service serves) is out of line with the history "
+              f"(entry {state.seq}): make deploy-status REPAIR=1 rebuilds it")
     for e in deploy.entries(store, name)[-15:]:
         when = dt.datetime.fromtimestamp(e["time"], dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
         print(f"  #{e['seq']:<4} {when}  {e['action']:<8} {_label(e.get('model')):<6} "
               f"{e['state']:<11} {e.get('reason', '')[:70]}  ({e.get('actor')})")
 
 
+def repair(store, spec, state_folder) -> bool:
+    """Bring head, edge bundles and MLflow aliases in line with the history; say what changed.
+
+    Returns whether everything could be repaired.
+    """
+    from pipelines.repair import repair as run_repair
+    from resources.settings import mlflow_uri
+
+    report = run_repair(store, spec.name, edge_target=spec.deployment.edge.target,
+                        tracking_uri=mlflow_uri(state_folder))
+    for line in report.lines():
+        print(line)
+    if not report.changed and not report.problems:
+        print(f"{spec.name}: head, edge bundles and MLflow aliases match the history "
+              f"(entry {report.seq}); nothing to repair")
+    return not report.problems
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m cli.deployctl", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("action", choices=["status", "promote", "abort", "rollback", "api-key",
-                                           "sync-aliases"])
+    parser.add_argument("action", choices=["status", "repair", "promote", "abort", "rollback",
+                                           "api-key", "sync-aliases"])
     parser.add_argument("name", nargs="?", help="key name (api-key)")
     parser.add_argument("--reason", default=None)
     parser.add_argument("--aliases", choices=["background", "wait", "skip"],
                         default="background")
+    parser.add_argument("--repair", action="store_true",
+                        help="status: first repair head, edge bundles and aliases")
     args = parser.parse_args(argv)
-    store, name, state_folder = _context()
+    store, spec, state_folder = _context()
+    name = spec.name
     from pipelines import deploy
 
     try:
-        if args.action == "status":
-            status(store, name)
+        if args.action in ("status", "repair"):
+            repaired = repair(store, spec, state_folder) if (
+                args.action == "repair" or args.repair) else True
+            if args.action == "status":
+                status(store, name)
+            if not repaired:
+                return 1
         elif args.action == "api-key":
             import os
 

@@ -8,18 +8,25 @@ the serving service polls (one small read). A file lock serializes deploys, prom
 aborts and rollbacks, and each action checks the state it was decided on, so two of them
 racing cannot both apply.
 
+The history is the only thing that must be right: the head, the edge bundles and the MLflow
+aliases are derived from it, and ``pipelines.repair`` rebuilds whichever of them a killed
+process left behind. ``aliases.json`` beside the head records which aliases were last set
+(and on which registry), so a check for a needed alias sync costs one small read.
+
 This module imports nothing heavy: ``make rollback`` goes through it and must stay fast.
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import getpass
+import hashlib
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
+
+from filelock import FileLock, Timeout
 
 from pipelines.store import ArtifactStore
 
@@ -91,24 +98,19 @@ def head(store: ArtifactStore, model_name: str) -> dict[str, Any] | None:
 
 @contextlib.contextmanager
 def locked(store: ArtifactStore, model_name: str, timeout_s: float = 30.0) -> Iterator[None]:
-    """Hold the model's deployment lock (an exclusive ``flock``)."""
+    """Hold the model's deployment lock (an exclusive ``flock`` through ``filelock``)."""
     path = store.lock_path(f"deployments-{model_name}")
-    deadline = time.monotonic() + timeout_s
-    with open(path, "a+") as handle:
-        while True:
-            try:
-                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    raise DeployError(
-                        f"another deploy or rollback of {model_name} holds {path} for more "
-                        f"than {timeout_s:g} s; retry when it has finished") from None
-                time.sleep(0.02)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+    lock = FileLock(path, timeout=timeout_s)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise DeployError(
+            f"another deploy or rollback of {model_name} holds {path} for more "
+            f"than {timeout_s:g} s; retry when it has finished") from None
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def _append(store: ArtifactStore, model_name: str, state: DeploymentState,
@@ -123,15 +125,21 @@ def _append(store: ArtifactStore, model_name: str, state: DeploymentState,
         raise DeployError(
             f"deployment entry {seq} of {model_name} was written by another machine at the "
             "same moment; nothing was overwritten: run the command again") from None
-    new = replay([*entries(store, model_name)])
+    return write_head(store, model_name, current(store, model_name))
+
+
+def write_head(store: ArtifactStore, model_name: str, state: DeploymentState) -> DeploymentState:
+    """Write the head for ``state`` (caller holds the lock); returns the state written.
+
+    With a remote store, another machine may append between our replay and our head
+    write; whoever writes last checks again, so the head ends at the newest entry.
+    """
     while True:
-        # With a remote store, another machine may append between our replay and our head
-        # write; whoever writes last checks again, so the head ends at the newest entry.
-        store.write_record(f"{_prefix(model_name)}/head", new.to_dict())
-        latest = replay([*entries(store, model_name)])
-        if latest.seq == new.seq:
-            return new
-        new = latest
+        store.write_record(f"{_prefix(model_name)}/head", state.to_dict())
+        latest = current(store, model_name)
+        if latest.seq == state.seq:
+            return state
+        state = latest
 
 
 def _actor() -> str:
@@ -246,10 +254,39 @@ def alias_targets(state: DeploymentState) -> dict[str, int | None]:
             "previous": state.previous["version"] if state.previous else None}
 
 
+def _registry_id(tracking_uri: str) -> str:
+    """Which registry an alias record is about (not its URL: that may hold a password)."""
+    return hashlib.sha256(tracking_uri.encode()).hexdigest()[:16]
+
+
+def aliases_in_sync(store: ArtifactStore, model_name: str, tracking_uri: str,
+                    state: DeploymentState) -> bool:
+    """Whether the aliases last set on this registry are the ones ``state`` calls for.
+
+    One small read, no MLflow import: the nightly no-op run stays cheap.
+    """
+    record = store.read_record(f"{_prefix(model_name)}/aliases")
+    return bool(record) and record.get("registry") == _registry_id(tracking_uri) and (
+        record.get("aliases") == alias_targets(state))
+
+
 def sync_aliases(store: ArtifactStore, tracking_uri: str, model_name: str) -> dict[str, Any]:
-    """Point the MLflow aliases at what the history says (imports MLflow: seconds)."""
+    """Point the MLflow aliases at what the history says (imports MLflow: seconds).
+
+    Not under the deployment lock (a slow registry must not hold up a rollback): after
+    setting them it reads the history again and sets them again if it moved meanwhile,
+    and only then records what it set (``aliases.json``).
+    """
     from pipelines.tracking import set_aliases
 
-    targets = alias_targets(current(store, model_name))
-    set_aliases(tracking_uri, model_name, targets)
+    state = current(store, model_name)
+    while True:
+        targets = alias_targets(state)
+        set_aliases(tracking_uri, model_name, targets)
+        latest = current(store, model_name)
+        if alias_targets(latest) == targets:
+            break
+        state = latest
+    store.write_record(f"{_prefix(model_name)}/aliases", {
+        "seq": latest.seq, "registry": _registry_id(tracking_uri), "aliases": targets})
     return targets

@@ -3,13 +3,16 @@
 Serving reads models from the artifact store by content hash and checks their sha256
 (recorded here) before it swaps them in. The edge target gets one self-contained int8
 bundle per version: the ONNX model (it takes raw records: preprocessing is inside the
-graph) and a small manifest with its sha256 and size; nothing else.
+graph) and a small manifest with its sha256 and size; nothing else. ``check_edge`` says
+what in a published folder differs from the bundle, so a cut-off publication is found
+and written again (``pipelines.repair``).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import uuid
 from typing import Any
 
 from pipelines.store import ArtifactStore
@@ -49,9 +52,8 @@ def model_entry(store: ArtifactStore, *, version: int | None, trained_weights: s
             "variants": variants}
 
 
-def edge_bundle(store: ArtifactStore, model_name: str, model: dict[str, Any],
-                max_bytes: int) -> dict[str, bytes]:
-    """The bundle's files, or an error naming the limit when it is too large."""
+def edge_files(store: ArtifactStore, model_name: str, model: dict[str, Any]) -> dict[str, bytes]:
+    """The bundle's files (the int8 model and its manifest), byte for byte reproducible."""
     int8 = model["variants"]["int8"]
     data = store.get_bytes(int8["content_hash"])
     manifest = {"model": model_name, "version": model["version"], "file": EDGE_MODEL,
@@ -59,26 +61,87 @@ def edge_bundle(store: ArtifactStore, model_name: str, model: dict[str, Any],
                 "inputs": model["inputs"], "output": "probability of the positive class",
                 "trained_weights": model["trained_weights"]}
     body = json.dumps(manifest, indent=2, sort_keys=True).encode()
-    total = len(data) + len(body)
+    return {EDGE_MODEL: data, EDGE_MANIFEST: body}
+
+
+def edge_bundle(store: ArtifactStore, model_name: str, model: dict[str, Any],
+                max_bytes: int) -> dict[str, bytes]:
+    """The bundle's files, or an error naming the limit when it is too large."""
+    files = edge_files(store, model_name, model)
+    total = sum(len(data) for data in files.values())
     if total > max_bytes:
         raise EdgeBundleTooLarge(
             f"edge bundle for {model_name} version {model['version']} is {total:,} bytes, over "
             f"deployment.edge.max_bytes = {max_bytes:,} in the dataset spec; shrink the model "
             "(training.hidden) or raise the limit if the devices can take it")
-    return {EDGE_MODEL: data, EDGE_MANIFEST: body}
+    return files
+
+
+def _edge_fs(target: str, model_name: str, version: int | None) -> tuple[Any, str]:
+    import fsspec
+
+    fs, base = fsspec.core.url_to_fs(target.rstrip("/"))
+    return fs, f"{base}/{model_name}/v{version}"
+
+
+def edge_folder(target: str, model_name: str, version: int | None) -> str:
+    """Where a version's bundle lives: a local path, or a URL for a remote target."""
+    fs, folder = _edge_fs(target, model_name, version)
+    return folder if _is_local(fs) else fs.unstrip_protocol(folder)
+
+
+def _is_local(fs: Any) -> bool:
+    protocol = fs.protocol if isinstance(fs.protocol, str) else ",".join(fs.protocol)
+    return protocol in ("file", "local") or "file" in protocol
+
+
+def is_edge_temp(name: str) -> bool:
+    """A temp file a cut-off publication left (``.<file>.tmp-<id>``, or ``.<file>.tmp``)."""
+    return name.startswith(".") and (".tmp-" in name or name.endswith(".tmp"))
+
+
+def check_edge(target: str, model_name: str, version: int | None,
+               files: dict[str, bytes]) -> tuple[list[str], list[str]]:
+    """Compare a published folder with the bundle by sha256.
+
+    Returns ``(problems, temp files)``: what is missing or differs (one phrase each; empty
+    when the folder holds the bundle) and the paths of leftover temp files.
+    """
+    fs, folder = _edge_fs(target, model_name, version)
+    try:
+        present = {p.rsplit("/", 1)[-1]: p for p in fs.ls(folder, detail=False)}
+    except FileNotFoundError:
+        return ["folder missing"], []
+    problems = []
+    for name, data in files.items():
+        if name not in present:
+            problems.append(f"{name} missing")
+        elif hashlib.sha256(bytes(fs.cat_file(present[name]))).hexdigest() != hashlib.sha256(
+                data).hexdigest():
+            problems.append(f"{name} does not match its sha256")
+    return problems, sorted(p for n, p in present.items() if is_edge_temp(n))
+
+
+def remove_edge_files(target: str, paths: list[str]) -> None:
+    """Delete files of an edge target (leftover temp files)."""
+    import fsspec
+
+    fs, _ = fsspec.core.url_to_fs(target.rstrip("/"))
+    for path in paths:
+        try:
+            fs.rm(path)
+        except FileNotFoundError:
+            pass
 
 
 def publish_edge(target: str, model_name: str, version: int | None,
                  files: dict[str, bytes]) -> str:
     """Write a bundle to ``<target>/<model>/v<version>/`` (folder or fsspec URI)."""
-    import fsspec
-
-    fs, base = fsspec.core.url_to_fs(target.rstrip("/"))
-    folder = f"{base}/{model_name}/v{version}"
+    fs, folder = _edge_fs(target, model_name, version)
     fs.makedirs(folder, exist_ok=True)
     # The manifest last: a device that sees it can trust the model file is complete.
     for name in (EDGE_MODEL, EDGE_MANIFEST):
-        fs.pipe_file(f"{folder}/.{name}.tmp", files[name])
-        fs.mv(f"{folder}/.{name}.tmp", f"{folder}/{name}")
-    return folder if fs.protocol in ("file", "local") or "file" in fs.protocol else (
-        fs.unstrip_protocol(folder))
+        tmp = f"{folder}/.{name}.tmp-{uuid.uuid4().hex}"
+        fs.pipe_file(tmp, files[name])
+        fs.mv(tmp, f"{folder}/{name}")
+    return edge_folder(target, model_name, version)

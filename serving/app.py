@@ -100,6 +100,8 @@ def create_app(config: ServiceConfig | None = None) -> FastAPI:
             flush_seconds=config.serving.log_flush_seconds,
             retention_files=config.serving.log_retention_files)
         runtime.predlog.start()
+        # A deploy killed before its head write must not leave the service on the old model.
+        await asyncio.get_running_loop().run_in_executor(runtime.executor, runtime.repair)
         await runtime.refresh()
         watcher = asyncio.create_task(runtime.watch())
         try:

@@ -57,6 +57,24 @@ class Runtime:
         self.predlog: Any = None
 
     # -- reload -----------------------------------------------------------------------------
+    def repair(self) -> None:
+        """At start-up, rebuild a head that a killed deploy left missing or stale.
+
+        The history is the source of truth; without this, a service started after a
+        half-finished deploy would serve the old model, or nothing. Edge bundles and MLflow
+        aliases are not the service's: the deployment step and ``make deploy-status
+        REPAIR=1`` repair those.
+        """
+        from pipelines.repair import repair
+
+        try:
+            report = repair(self.store, self.config.model_name)
+        except Exception:  # a read-only store, a lock held too long: serve what the head says
+            LOG.exception("start-up check of the deployment head against the history failed")
+            return
+        for line in report.lines():
+            LOG.warning("start-up repair: %s", line)
+
     async def watch(self) -> None:
         while True:
             await asyncio.sleep(self.config.poll_s)

@@ -3,6 +3,10 @@
 Not memoized: it is the one stage whose effect is a change of state (the append-only
 history), and it reads the gate verdict stored with the card itself, so a job that
 selects only this stage cannot deploy a blocked model.
+
+Whatever it decides, it ends by bringing the head, the edge bundles and the MLflow aliases
+in line with the history (``pipelines.repair``): a run killed half-way through a deployment
+is finished by the next run, even when that run finds the model already deployed.
 """
 
 from __future__ import annotations
@@ -11,9 +15,16 @@ from typing import Any
 
 from pipelines import deploy
 from pipelines.lakefs import is_lakefs, tag_deployment
+from pipelines.repair import repair
 from pipelines.spec import DatasetSpec
 from pipelines.store import ArtifactStore
-from pipelines.targets import edge_bundle, gate_verdict, model_entry, publish_edge
+from pipelines.targets import (
+    edge_bundle,
+    edge_folder,
+    gate_verdict,
+    model_entry,
+    publish_edge,
+)
 
 
 def publish(spec: DatasetSpec, store: ArtifactStore, *, tracking_uri: str, trained_weights: str,
@@ -21,20 +32,27 @@ def publish(spec: DatasetSpec, store: ArtifactStore, *, tracking_uri: str, train
             log: Any = None) -> dict[str, Any]:
     """Deploy (or record the rejection of) one candidate; returns what happened.
 
+    First brings the head, edge bundles and aliases in line with the history (what a killed
+    run left undone), then decides. ``result["repaired"]`` lists what was repaired.
+
     Raises:
         EdgeBundleTooLarge: before anything is recorded, so a failed run changes nothing.
     """
-    from pipelines.tracking import find_version
-
     say = log or (lambda message: None)
+    target = spec.deployment.edge.target
+    report = repair(store, spec.name, edge_target=target, tracking_uri=tracking_uri,
+                    log=say)
+    repaired = report.lines()
     state = deploy.current(store, spec.name)
     for role, live in (("stable", state.stable), ("canary", state.canary)):
         if live and live["trained_weights"] == trained_weights:
-            # The nightly no-op path: no MLflow import, nothing written.
+            # The nightly no-op path: no MLflow import, nothing written (unless repaired).
             say(f"version {live['version']} is already the {role} model")
             return {"outcome": "unchanged", "role": role, "version": live["version"],
-                    "edge": _edge_folder(spec, live["version"]), "edge_bytes": None,
-                    "state": state.to_dict()}
+                    "edge": edge_folder(target, spec.name, live["version"]),
+                    "edge_bytes": None, "state": state.to_dict(), "repaired": repaired}
+    from pipelines.tracking import find_version
+
     version = find_version(tracking_uri, spec.name, trained_weights)
     model = model_entry(store, version=version, trained_weights=trained_weights,
                         quantized_weights=quantized_weights, model_card=model_card)
@@ -46,12 +64,17 @@ def publish(spec: DatasetSpec, store: ArtifactStore, *, tracking_uri: str, train
         say(f"version {version} not deployed: the deploy gate blocked it ({reasons}); "
             f"stable stays {deploy.version_label(state.stable)}")
         return {"outcome": "rejected", "reason": reasons, "version": version,
-                "state": state.to_dict()}
+                "state": state.to_dict(), "repaired": repaired}
     files = edge_bundle(store, spec.name, model, spec.deployment.edge.max_bytes)
+    # From here on every write is one that `repair` redoes if this process dies: the history
+    # entry (with the head), the edge bundle, the aliases.
     outcome, state = deploy.deploy(store, spec.name, model,
                                    canary_share=spec.deployment.canary.share, actor=actor)
-    edge = publish_edge(spec.deployment.edge.target, spec.name, version, files)
-    aliases = deploy.sync_aliases(store, tracking_uri, spec.name)
+    with deploy.locked(store, spec.name):  # no repair removes our temp files meanwhile
+        edge = publish_edge(target, spec.name, version, files)
+    aliases = deploy.alias_targets(state)
+    if not deploy.aliases_in_sync(store, spec.name, tracking_uri, state):
+        aliases = deploy.sync_aliases(store, tracking_uri, spec.name)
     role = ("canary" if state.canary and state.canary["trained_weights"] == trained_weights
             else "stable")
     say(f"version {version}: {outcome} as {role}; edge bundle at {edge}")
@@ -62,8 +85,4 @@ def publish(spec: DatasetSpec, store: ArtifactStore, *, tracking_uri: str, train
         say(f"lakeFS tag {tag['tag']} -> commit {tag['commit']}")
     return {"outcome": outcome, "role": role, "version": version, "edge": edge,
             "edge_bytes": sum(len(v) for v in files.values()), "aliases": aliases,
-            "state": state.to_dict(), "lakefs_tag": tag}
-
-
-def _edge_folder(spec: DatasetSpec, version: int | None) -> str:
-    return f"{spec.deployment.edge.target.rstrip('/')}/{spec.name}/v{version}"
+            "state": state.to_dict(), "lakefs_tag": tag, "repaired": repaired}

@@ -181,3 +181,118 @@ def test_rollback_on_a_lakefs_store_is_committed_in_the_background(tmp_path, lak
     assert next(branch.uncommitted(max_amount=1), None) is None
     head = next(branch.log(max_amount=1))
     assert head.metadata["deployment_seq"] == "3" and "stable v1" in head.message
+
+
+def test_the_lock_times_out_with_the_message_naming_the_lock_file(tmp_path):
+    store = ArtifactStore(tmp_path / "store")
+    with deploy.locked(store, "m"):
+        with pytest.raises(deploy.DeployError, match=r"deployments-m\.lock for more than 0\.2 s"):
+            with deploy.locked(store, "m", timeout_s=0.2):
+                pass
+    with deploy.locked(store, "m", timeout_s=0.2):  # released: free again
+        pass
+
+
+def edge_model(store: ArtifactStore, version: int) -> dict:
+    """A model entry whose int8 file is in the store (what an edge bundle is built from)."""
+    import hashlib
+
+    data = f"int8 onnx bytes of version {version} ".encode() * 50
+    entry = model(version)
+    entry["variants"] = {"int8": {"content_hash": store.put_bytes(data), "bytes": len(data),
+                                  "sha256": hashlib.sha256(data).hexdigest()}}
+    return entry
+
+
+def test_repair_rebuilds_head_edge_bundles_and_aliases_from_the_history(tmp_path, monkeypatch):
+    import hashlib
+
+    from pipelines import tracking
+    from pipelines.repair import repair
+    from pipelines.targets import EDGE_MANIFEST, EDGE_MODEL
+
+    synced = []
+    monkeypatch.setattr(tracking, "set_aliases",
+                        lambda uri, name, aliases: synced.append(dict(aliases)))
+    store, edge, uri = ArtifactStore(tmp_path / "store"), str(tmp_path / "edge"), "sqlite:///r.db"
+    deploy.deploy(store, "m", edge_model(store, 1), canary_share=0.5)  # stable
+    deploy.deploy(store, "m", edge_model(store, 2), canary_share=0.5)  # canary beside it
+    state = deploy.current(store, "m")
+
+    def bundle_ok(version: int, sha256: str) -> bool:
+        folder = tmp_path / "edge" / "m" / f"v{version}"
+        manifest = json.loads((folder / EDGE_MANIFEST).read_text())
+        data = (folder / EDGE_MODEL).read_bytes()
+        return (sorted(p.name for p in folder.iterdir()) == [EDGE_MANIFEST, EDGE_MODEL]
+                and hashlib.sha256(data).hexdigest() == sha256 == manifest["sha256"])
+
+    # Nothing published yet (as after a kill before the edge bundle and the aliases).
+    first = repair(store, "m", edge_target=edge, tracking_uri=uri)
+    assert first.head is None and [(e.version, e.role) for e in first.edge] == [
+        (1, "stable"), (2, "canary")]
+    assert all(e.problems == ["folder missing"] for e in first.edge)
+    assert first.aliases == {"champion": 1, "previous": None} and synced == [first.aliases]
+    assert bundle_ok(1, state.stable["variants"]["int8"]["sha256"])
+    assert bundle_ok(2, state.canary["variants"]["int8"]["sha256"])
+
+    # In line: a second repair changes nothing and does not touch the registry.
+    again = repair(store, "m", edge_target=edge, tracking_uri=uri)
+    assert not again.changed and again.lines() == [] and len(synced) == 1
+
+    # A deleted head, a truncated edge model, a leftover temp file, a missing alias record.
+    (tmp_path / "store" / "records" / "deployments" / "m" / "head.json").unlink()
+    v1_model = tmp_path / "edge" / "m" / "v1" / EDGE_MODEL
+    v1_model.write_bytes(v1_model.read_bytes()[:100])
+    (tmp_path / "edge" / "m" / "v2" / f".{EDGE_MODEL}.tmp-0123abcd").write_bytes(b"partial")
+    (tmp_path / "store" / "records" / "deployments" / "m" / "aliases.json").unlink()
+    report = repair(store, "m", edge_target=edge, tracking_uri=uri)
+    assert report.head == "missing" and deploy.head(store, "m") == state.to_dict()
+    v1, v2 = report.edge
+    assert (v1.version, v1.problems, v1.temp_files_removed) == (
+        1, [f"{EDGE_MODEL} does not match its sha256"], [])
+    assert (v2.version, v2.problems, len(v2.temp_files_removed)) == (2, [], 1)
+    assert bundle_ok(1, state.stable["variants"]["int8"]["sha256"])
+    assert bundle_ok(2, state.canary["variants"]["int8"]["sha256"])
+    assert report.aliases == {"champion": 1, "previous": None} and len(synced) == 2
+    text = "\n".join(report.lines())
+    assert "head.json rebuilt" in text and "edge bundle v1 (stable) re-published" in text
+    assert "MLflow aliases re-synced" in text
+
+    # A stale head (a kill between the history entry and the head write) is rebuilt too;
+    # the aliases follow a promotion only once.
+    deploy.promote(store, "m")
+    store.write_record("deployments/m/head", state.to_dict())
+    report = repair(store, "m", edge_target=edge, tracking_uri=uri)
+    assert report.head == f"at entry {state.seq}"
+    assert deploy.head(store, "m") == deploy.current(store, "m").to_dict()
+    assert report.aliases == {"champion": 2, "previous": 1} and len(synced) == 3
+    assert not repair(store, "m", edge_target=edge, tracking_uri=uri).changed
+
+
+def test_repair_of_a_store_in_line_imports_no_mlflow_and_writes_nothing(tmp_path):
+    store = ArtifactStore(tmp_path / "store")
+    deploy.deploy(store, "m", edge_model(store, 1), canary_share=0.0)
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    store.write_record("deployments/m/aliases", {  # as sync_aliases leaves it
+        "seq": 1, "registry": deploy._registry_id(uri),
+        "aliases": {"champion": 1, "previous": None}})
+    code = ("import json, sys; from pipelines.repair import repair; "
+            "from pipelines.store import ArtifactStore; "
+            f"r = repair(ArtifactStore({str(tmp_path / 'store')!r}), 'm', "
+            f"edge_target={str(tmp_path / 'edge')!r}, tracking_uri={uri!r}); "
+            "print(json.dumps([r.lines(), 'mlflow' in sys.modules]))")
+
+    def run() -> list:
+        out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
+                             text=True, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"},
+                             check=True, timeout=60)
+        return json.loads(out.stdout.strip().splitlines()[-1])
+
+    lines, imported = run()  # publishes the missing edge bundle: no registry needed
+    assert lines == [f"m: edge bundle v1 (stable) re-published at {tmp_path}/edge/m/v1 "
+                     "(folder missing)"] and not imported
+    before = sorted(p for p in tmp_path.rglob("*") if p.is_file())
+    mtimes = [p.stat().st_mtime_ns for p in before]
+    assert run() == [[], False]
+    after = sorted(p for p in tmp_path.rglob("*") if p.is_file())
+    assert after == before and [p.stat().st_mtime_ns for p in after] == mtimes
