@@ -72,7 +72,8 @@ def build_definitions() -> dg.Definitions:
                 quantized_weights, model_card, deployment, production_batches, drift_report,
                 production_performance],
         jobs=jobs,
-        schedules=build_schedules(by_name["training_job"], by_name["gc_job"]),
+        schedules=build_schedules(by_name["training_job"], by_name["gc_job"],
+                                  by_name["verify_job"]),
         sensors=[
             build_production_sensor(by_name["monitoring_job"], production, interval),
             build_drift_sensor(by_name["retrain_job"],

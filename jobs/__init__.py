@@ -33,6 +33,25 @@ def collect_garbage(context: dg.OpExecutionContext, store: ArtifactStoreResource
             log=context.log.info)
 
 
+@dg.op(description="Check the whole artifact store (same as `make verify`): objects against "
+                   "their names, memo and history entries, deployed files, heads; fails "
+                   "naming every problem, so the alert sensor reports it.")
+def verify_store(context: dg.OpExecutionContext, store: ArtifactStoreResource) -> None:
+    from pipelines.verify import verify_store as check
+
+    report = check(store.get())
+    summary = (f"{report.objects} objects, {report.memo_entries} memo entries, "
+               f"{report.history_entries} history entries")
+    if report.ok:
+        context.log.info(f"store verified: {summary}: ok")
+        return
+    lines = [p.line() for p in report.problems]
+    plural = "s" if len(lines) != 1 else ""
+    raise dg.Failure(description=f"the artifact store has {len(lines)} problem{plural} "
+                                 f"({summary}); first: {lines[0]}",
+                     metadata={"problems": dg.MetadataValue.json(lines)})
+
+
 def executor():
     """In process by default; ``TIDELINE_EXECUTOR=k8s`` runs each step in its own pod."""
     import os
@@ -84,4 +103,10 @@ def build_jobs() -> list:
     def gc_job():
         collect_garbage()
 
-    return [training_job, deploy_job, rollback_job, retrain_job, monitoring_job, gc_job]
+    @dg.job(executor_def=dg.in_process_executor,
+            description="Check the artifact store end to end (same as `make verify`).")
+    def verify_job():
+        verify_store()
+
+    return [training_job, deploy_job, rollback_job, retrain_job, monitoring_job, gc_job,
+            verify_job]

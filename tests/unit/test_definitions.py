@@ -37,6 +37,8 @@ def test_definitions_snapshot(monkeypatch, tmp_path):
     assert instance["concurrency"]["pools"]["default_limit"] == 1
     gc = defs.resolve_schedule_def("gc_schedule")
     assert gc.job_name == "gc_job" and gc.cron_schedule == "0 3 * * 0"
+    verify = defs.resolve_schedule_def("verify_schedule")
+    assert verify.job_name == "verify_job" and verify.cron_schedule == "0 4 * * 0"
     check_keys = defs.resolve_asset_graph().asset_check_keys
     on_features = {k.name for k in check_keys if k.asset_key == dg.AssetKey("validated_features")}
     # One check per kind of rule the spec uses, plus the failed-row share.

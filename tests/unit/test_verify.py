@@ -117,3 +117,21 @@ def test_frames_are_checked_by_their_logical_hash(tmp_path):
     other.to_parquet(path, index=False)  # a valid Parquet file, but not the frame named
     lines = [p.line() for p in verify_store(store).problems]
     assert len(lines) == 1 and frame_hash.split(":")[1] in lines[0], lines
+
+
+def test_verify_job_fails_naming_the_problem(tmp_path, monkeypatch):
+    import dagster as dg
+
+    monkeypatch.setenv("TIDELINE_HOME", str(tmp_path))
+    from definitions import build_definitions
+
+    store, hashes = _healthy_store(tmp_path / "store")
+    job = build_definitions().resolve_job_def("verify_job")
+    assert job.execute_in_process(instance=dg.DagsterInstance.ephemeral()).success
+    os.remove(_path(store, hashes["card"]))
+    result = job.execute_in_process(instance=dg.DagsterInstance.ephemeral(),
+                                    raise_on_error=False)
+    assert not result.success
+    failure = next(e for e in result.all_events if e.is_step_failure)
+    text = failure.step_failure_data.user_failure_data.description
+    assert "1 problem " in text and hashes["card"] in text and "not in the store" in text
