@@ -90,9 +90,9 @@ def build_ingest_assets(spec: DatasetSpec) -> dg.AssetsDefinition:
         else:
             try:
                 path = local_source_path(dataset.source.path)
+                source_hash, _ = store.stat_cache().file_hash(path)
             except InputError as exc:
-                raise dg.Failure(description=str(exc)) from exc
-            source_hash, _ = store.stat_cache().file_hash(path)
+                raise dg.Failure(description=str(exc)) from None
         labels = _labels_version(dataset, production)
         raw_events = list(materialize_stage(
             context, asset="raw_data", store=st,
@@ -111,8 +111,9 @@ def build_ingest_assets(spec: DatasetSpec) -> dg.AssetsDefinition:
                 inputs={"raw_data": raw_hash}, output_name="validated_features",
                 compute=lambda key: _features(dataset, st, raw_hash)))
         except dg.Failure as exc:
+            # The first line stays the one a user reads; the snapshot's hash follows it.
             raise dg.Failure(description=f"{exc.description}\n(The rejected snapshot is kept "
-                                         f"in the store as {raw_hash}.)") from exc
+                                         f"in the store as {raw_hash}.)") from None
         yield from raw_events
         yield from feature_events
 

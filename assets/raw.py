@@ -26,10 +26,12 @@ def raw_source(context, spec: DatasetSpecResource, store: ArtifactStoreResource,
                       "commit_id": version.commit_id, "checksum": version.checksum,
                       "bytes": version.size_bytes, "pinned": version.pinned_uri})
     try:
+        # A missing, directory or unreadable path fails here with its one line, which
+        # the UI shows as the step's message (not a stack trace from hashing).
         path = local_source_path(source)
+        content_hash, cached = store.stat_cache().file_hash(path)
     except InputError as exc:
-        raise dg.Failure(description=str(exc)) from exc
-    content_hash, cached = store.stat_cache().file_hash(path)
+        raise dg.Failure(description=str(exc)) from None
     return dg.ObserveResult(
         data_version=dg.DataVersion(content_hash),
         metadata={"path": dg.MetadataValue.path(str(path)), "bytes": path.stat().st_size,

@@ -17,6 +17,26 @@ if TYPE_CHECKING:
 SPLIT_COLUMN = "__split"
 LABEL_COLUMN = "__label"
 ROW_COLUMN = "__row"
+# The fewest rows each of train, validation and test may get: fewer cannot train, stop
+# early or measure anything.
+MIN_SPLIT_ROWS = 10
+
+
+def split_sizes(n_rows: int, test_fraction: float, validation_fraction: float
+                ) -> tuple[int, int, int]:
+    """(train, val, test) row counts `assign_split` gives ``n_rows`` rows."""
+    n_test = max(1, int(round(n_rows * test_fraction)))
+    n_val = max(1, int(round(n_rows * validation_fraction)))
+    return n_rows - n_test - n_val, n_val, n_test
+
+
+def rows_needed(test_fraction: float, validation_fraction: float,
+                per_split: int = MIN_SPLIT_ROWS) -> int:
+    """The fewest rows that give every split at least ``per_split`` rows."""
+    n = 3 * per_split
+    while min(split_sizes(n, test_fraction, validation_fraction)) < per_split:
+        n += 1
+    return n
 
 
 def assign_split(n_rows: int, seed: int, test_fraction: float,
@@ -25,8 +45,7 @@ def assign_split(n_rows: int, seed: int, test_fraction: float,
     import numpy as np
 
     order = np.random.default_rng(seed).permutation(n_rows)
-    n_test = max(1, int(round(n_rows * test_fraction)))
-    n_val = max(1, int(round(n_rows * validation_fraction)))
+    _, n_val, n_test = split_sizes(n_rows, test_fraction, validation_fraction)
     split = np.full(n_rows, "train", dtype=object)
     split[order[:n_test]] = "test"
     split[order[n_test : n_test + n_val]] = "val"
@@ -34,8 +53,16 @@ def assign_split(n_rows: int, seed: int, test_fraction: float,
 
 
 def fit_preprocessing(train: pd.DataFrame, spec: DatasetSpec) -> dict[str, Any]:
-    """Fit imputation, scaling and category vocabularies on training rows only."""
+    """Fit imputation, scaling and category vocabularies on training rows only.
+
+    Raises:
+        InputError: a vocabulary over its column's ``max_categories`` or holding a value
+            over its ``max_length`` (validation refuses both first; this keeps the bound
+            where the vocabulary enters the model, whatever calls this).
+    """
     import numpy as np
+
+    from pipelines.ingest import InputError
 
     numeric = {}
     for col in spec.numeric_columns:
@@ -52,7 +79,21 @@ def fit_preprocessing(train: pd.DataFrame, spec: DatasetSpec) -> dict[str, Any]:
     categorical = {}
     for col in spec.categorical_columns:
         # Index 0 is reserved for missing and unseen values.
-        categorical[col] = sorted(str(v) for v in train[col].dropna().unique())
+        vocab = sorted(str(v) for v in train[col].dropna().unique())
+        longest, most = spec.category_limits(col)
+        if len(vocab) > most:
+            raise InputError(
+                f"{len(vocab)} distinct values in the training rows, over the cap of {most}; "
+                f"raise columns.{col}.max_categories (or validation.max_categories) or group "
+                "rare values in the data", file=spec.source.path, column=col,
+                rule=f"at most {most} categories")
+        too_long = next((v for v in vocab if len(v) > longest), None)
+        if too_long is not None:
+            raise InputError(
+                f"a value of {len(too_long)} characters would enter the model's vocabulary; "
+                f"fix the data or raise columns.{col}.max_length", file=spec.source.path,
+                column=col, rule=f"values at most {longest} characters")
+        categorical[col] = vocab
     return {"numeric": numeric, "categorical": categorical}
 
 

@@ -11,15 +11,30 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pipelines.hashing import hash_file
+from pipelines.spec import one_line
 
 if TYPE_CHECKING:
     import pandas as pd
 
+# Leading bytes of compressed or binary files that sometimes sit under a .csv name:
+# (magic, what it is, the command that unpacks it to stdout).
+_MAGIC = (
+    (b"\x1f\x8b", "gzip-compressed", "gunzip -c"),
+    (b"PK\x03\x04", "zip-compressed", "unzip -p"),
+    (b"PK\x05\x06", "zip-compressed", "unzip -p"),
+    (b"BZh", "bzip2-compressed", "bunzip2 -c"),
+    (b"\xfd7zXZ\x00", "xz-compressed", "xz -dc"),
+    (b"\x28\xb5\x2f\xfd", "zstd-compressed", "zstd -dc"),
+)
+# Delimiters guessed from a header line that parsed to one column.
+_DELIMITERS = (";", "\t", "|", ",", ":")
+
 
 class InputError(ValueError):
-    """Bad input, described by the file, column and rule at fault and what to do."""
+    """Bad input: one line naming the file (and column), the rule at fault and what to do."""
 
     def __init__(self, message: str, *, file: str, column: str | None = None, rule: str):
+        message = one_line(message)
         self.file, self.column, self.rule, self.detail = file, column, rule, message
         where = f"{file}" + (f", column {column!r}" if column else "")
         super().__init__(f"{where}: rule '{rule}' failed: {message}")
@@ -64,15 +79,39 @@ class StatCache:
 
 
 def local_source_path(uri: str) -> Path:
-    """The local path of a source URI (plain path or ``file://``), checked to exist."""
+    """The local path of a source URI (plain path or ``file://``), checked to be readable.
+
+    Raises:
+        InputError: the path is missing, a directory, or cannot be opened for reading.
+    """
     path = Path(uri[len("file://"):] if uri.startswith("file://") else uri)
     if not path.exists():
         raise InputError(
-            "the source file does not exist; check source.path in the dataset spec"
+            "no such file; check source.path in the dataset spec"
             " (for the demo data run `make demo`)",
             file=str(path),
             rule="source exists",
         )
+    if path.is_dir():
+        inside = sorted(p.name for p in path.iterdir() if p.suffix.lower() in (
+            ".csv", ".parquet", ".pq", ".tsv", ".txt"))[:3]
+        hint = f" (it holds {', '.join(inside)})" if inside else ""
+        raise InputError(
+            f"the path is a directory{hint}, not a file; point source.path in the dataset "
+            "spec at the data file itself",
+            file=str(path),
+            rule="source is a file",
+        )
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as exc:
+        raise InputError(
+            f"the file cannot be opened for reading ({exc.strerror or exc}); give the user "
+            "that runs Tideline read permission (e.g. chmod a+r) or copy the file elsewhere",
+            file=str(path),
+            rule="source readable",
+        ) from None
     return path
 
 
@@ -87,7 +126,43 @@ def _check_header(names: list[str], file: str) -> None:
         )
 
 
-def _read_csv(data: bytes, encoding: str, na_values: list[str], file: str) -> pd.DataFrame:
+def _check_not_compressed(data: bytes, fmt: str, file: str) -> None:
+    name = Path(file).name or file
+    suffix = Path(file).suffix or f".{fmt}"
+    for magic, what, command in _MAGIC:
+        if data.startswith(magic):
+            raise InputError(
+                f"the file holds {what} bytes under a {suffix} name; unpack it (e.g. "
+                f"`{command} {name} > plain{suffix}`) and point source.path at the plain file",
+                file=file, rule="uncompressed file")
+    if fmt == "csv" and data.startswith(b"PAR1"):
+        raise InputError("the file holds Parquet bytes, not CSV text; set source.format: "
+                         "parquet in the dataset spec", file=file, rule="csv format")
+
+
+def _check_delimiter(header: list[str], header_line: str, delimiter: str,
+                     expected_columns: int | None, file: str) -> None:
+    """Refuse a header that splits into one column where the spec expects more.
+
+    The message names the delimiter the header line seems to use instead.
+    """
+    if len(header) != 1 or not expected_columns or expected_columns < 2:
+        return
+    counts = {d: header_line.count(d) for d in _DELIMITERS if d != delimiter}
+    guess = max(counts, key=lambda d: counts[d])
+    if counts[guess]:
+        message = (f"one column where the spec expects {expected_columns}: is the delimiter "
+                   f"{guess!r}? Set source.delimiter: {guess!r} in the dataset spec, or "
+                   f"re-save the file with {delimiter!r} between fields")
+    else:
+        message = (f"one column ({header[0][:40]!r}) where the spec expects "
+                   f"{expected_columns}, and the header line has no usual delimiter; check "
+                   "that the file is a CSV file whose first line names the columns")
+    raise InputError(message, file=file, rule="csv delimiter")
+
+
+def _read_csv(data: bytes, encoding: str, na_values: list[str], file: str, delimiter: str,
+              expected_columns: int | None) -> pd.DataFrame:
     import pandas as pd
 
     try:
@@ -99,15 +174,20 @@ def _read_csv(data: bytes, encoding: str, na_values: list[str], file: str) -> pd
             f" {encoding} or set source.encoding in the spec",
             file=file,
             rule="encoding",
-        ) from exc
-    header = next(csv.reader(io.StringIO(text)), [])
+        ) from None
+    header_line = text.lstrip("\ufeff").split("\n", 1)[0]
+    header = next(csv.reader(io.StringIO(header_line), delimiter=delimiter), [])
+    _check_delimiter(header, header_line, delimiter, expected_columns, file)
     _check_header([h.strip() for h in header], file)
     try:
         frame = pd.read_csv(
-            io.StringIO(text), dtype=str, keep_default_na=False, na_values=na_values
+            io.StringIO(text), sep=delimiter, dtype=str, keep_default_na=False,
+            na_values=na_values
         )
     except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
-        raise InputError(f"not a readable CSV file: {exc}", file=file, rule="csv format") from exc
+        raise InputError(
+            f"not a readable CSV file ({exc}); check the quoting of fields that contain "
+            f"{delimiter!r} or line breaks", file=file, rule="csv format") from None
     frame.columns = [str(c).strip() for c in frame.columns]
     return frame
 
@@ -120,17 +200,19 @@ def _read_parquet(data: bytes, file: str) -> pd.DataFrame:
         table = pq.read_table(pa.BufferReader(data))
     except (pa.ArrowInvalid, OSError) as exc:
         raise InputError(
-            f"not a readable Parquet file (truncated or corrupt?): {exc}",
+            f"not a readable Parquet file (truncated or corrupt?): {exc}; re-export it, or "
+            "set source.format: csv if it is CSV text",
             file=file,
             rule="parquet format",
-        ) from exc
+        ) from None
     _check_header(table.column_names, file)
     return table.to_pandas()
 
 
 def parse_raw(data: bytes, *, fmt: str, file: str, encoding: str = "utf-8",
-              na_values: list[str] | None = None) -> pd.DataFrame:
-    """Parse raw bytes into a frame, failing with a clear `InputError`.
+              na_values: list[str] | None = None, delimiter: str = ",",
+              expected_columns: int | None = None) -> pd.DataFrame:
+    """Parse raw bytes into a frame, failing with a clear one-line `InputError`.
 
     Args:
         data: The raw file bytes.
@@ -138,15 +220,24 @@ def parse_raw(data: bytes, *, fmt: str, file: str, encoding: str = "utf-8",
         file: The name used in error messages (the user's source path).
         encoding: Text encoding for CSV.
         na_values: Strings read as missing in CSV.
+        delimiter: The CSV field separator.
+        expected_columns: How many columns the spec reads (features and target); a CSV
+            header that splits into one column then fails naming the likely delimiter.
     """
     if not data.strip():
-        raise InputError("the file is empty; expected a header and rows", file=file,
-                         rule="not empty")
+        raise InputError(
+            f"the file is empty ({len(data)} bytes{', all blank' if data else ''}); expected a "
+            "header line and rows: "
+            "re-export the data or point source.path at the right file",
+            file=file, rule="not empty")
+    _check_not_compressed(data, fmt, file)
     if fmt == "parquet":
         frame = _read_parquet(data, file)
     else:
-        frame = _read_csv(data, encoding, na_values if na_values is not None else [""], file)
+        frame = _read_csv(data, encoding, na_values if na_values is not None else [""], file,
+                          delimiter, expected_columns)
     if frame.empty:
-        raise InputError("the file has a header but no rows", file=file, rule="not empty")
+        raise InputError(
+            f"the file has a header ({len(frame.columns)} columns) but no data rows; "
+            "re-export the data with its rows", file=file, rule="not empty")
     return frame
-

@@ -7,18 +7,41 @@ spec does not list are ignored, so a change to them stops at the validation stag
 
 from __future__ import annotations
 
+import codecs
 import os
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
+# Metrics the model card computes, by which the gate and monitoring can judge a model.
+Metric = Literal["roc_auc", "accuracy", "f1", "log_loss", "brier", "ece"]
+FairnessMetric = Literal["demographic_parity_difference", "equalized_odds_difference"]
+
+# Bounds of a categorical column's vocabulary when the spec does not set them.
+DEFAULT_MAX_CATEGORY_LENGTH = 200
+DEFAULT_MAX_CATEGORIES = 1000
+
+
+def one_line(text: str) -> str:
+    """Collapse whitespace and line breaks, so a message stays one terminal line."""
+    return " ".join(str(text).split())
+
+
+def short_repr(value: Any, limit: int = 40) -> str:
+    """A value as an example in a message: its repr, cut to ``limit`` characters."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(str(value))} characters)"
+
 
 class SpecError(ValueError):
-    """A dataset spec that cannot be used, with the file and the field at fault."""
+    """A dataset spec that cannot be used: one line naming the file, field, rule and remedy."""
+
+    def __init__(self, message: str):
+        super().__init__(one_line(message))
 
 
 class _Strict(BaseModel):
@@ -26,10 +49,23 @@ class _Strict(BaseModel):
 
 
 class SourceSpec(_Strict):
-    path: str
+    path: str = Field(min_length=1)
     format: Literal["csv", "parquet"] | None = None
     encoding: str = "utf-8"
+    delimiter: str = Field(",", min_length=1, max_length=1)
     na_values: list[str] = Field(default_factory=lambda: ["", "NA", "N/A", "null", "None"])
+
+    @model_validator(mode="after")
+    def _check(self) -> SourceSpec:
+        try:
+            codecs.lookup(self.encoding)
+        except LookupError:
+            raise ValueError(f"source.encoding: {self.encoding!r} is not a text encoding Python "
+                             "knows; use e.g. utf-8, latin-1 or cp1252") from None
+        if self.delimiter in ('"', "\n", "\r"):
+            raise ValueError(f"source.delimiter: {self.delimiter!r} cannot separate fields; "
+                             "use e.g. ',', ';', '|' or a tab")
+        return self
 
     @property
     def resolved_format(self) -> str:
@@ -40,29 +76,71 @@ class SourceSpec(_Strict):
 
 
 class TargetSpec(_Strict):
-    column: str
+    """The label column.
+
+    Values outside ``classes`` fail the run (a contract change, not noisy rows); without
+    ``classes`` the column must hold exactly two distinct values.
+    """
+
+    column: str = Field(min_length=1)
     positive: str | int | float
     classes: list[str | int | float] | None = None
 
+    @model_validator(mode="after")
+    def _check(self) -> TargetSpec:
+        if self.classes is None:
+            return self
+        names = [str(c) for c in self.classes]
+        if len(set(names)) < 2:
+            raise ValueError(f"target.classes: lists {len(set(names))} distinct class(es) "
+                             f"{names}; a binary model needs at least 2")
+        if len(set(names)) != len(names):
+            dupes = sorted({n for n in names if names.count(n) > 1})
+            raise ValueError(f"target.classes: {dupes} listed twice; list each class once")
+        if str(self.positive) not in names:
+            raise ValueError(f"target.positive: {self.positive!r} is not one of target.classes "
+                             f"{names}; set it to the class the model predicts")
+        return self
+
 
 class ColumnSpec(_Strict):
+    """One feature column.
+
+    ``max_length`` and ``max_categories`` bound a categorical column's vocabulary
+    (defaults: ``validation.max_category_length`` and ``validation.max_categories``).
+    """
+
     type: Literal["numeric", "categorical"]
     min: float | None = None
     max: float | None = None
     categories: list[str] | None = None
     max_null_fraction: float = Field(0.0, ge=0.0, le=1.0)
+    max_length: int | None = Field(None, ge=1)
+    max_categories: int | None = Field(None, ge=1)
 
     @model_validator(mode="after")
     def _check(self) -> ColumnSpec:
         if self.type == "categorical" and (self.min is not None or self.max is not None):
             raise ValueError("min/max apply to numeric columns only")
-        if self.type == "numeric" and self.categories is not None:
-            raise ValueError("categories apply to categorical columns only")
+        if self.type == "numeric" and (self.categories is not None or self.max_length is not None
+                                       or self.max_categories is not None):
+            raise ValueError("categories, max_length and max_categories apply to categorical "
+                             "columns only")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min ({self.min:g}) is above max ({self.max:g}); swap them")
+        if self.categories is not None:
+            if not self.categories:
+                raise ValueError("categories is empty; list the allowed values or drop the key")
+            dupes = sorted({c for c in self.categories if self.categories.count(c) > 1})
+            if dupes:
+                raise ValueError(f"categories lists {dupes} twice; list each value once")
         return self
 
 
 class ValidationSpec(_Strict):
     max_failed_fraction: float = Field(0.05, ge=0.0, le=1.0)
+    max_category_length: int = Field(DEFAULT_MAX_CATEGORY_LENGTH, ge=1)
+    max_categories: int = Field(DEFAULT_MAX_CATEGORIES, ge=1)
 
 
 class SplitSpec(_Strict):
@@ -70,12 +148,21 @@ class SplitSpec(_Strict):
     test_fraction: float = Field(0.2, gt=0.0, lt=1.0)
     validation_fraction: float = Field(0.1, gt=0.0, lt=1.0)
 
+    @model_validator(mode="after")
+    def _check(self) -> SplitSpec:
+        if self.test_fraction + self.validation_fraction >= 1.0:
+            raise ValueError(
+                f"split: test_fraction ({self.test_fraction:g}) + validation_fraction "
+                f"({self.validation_fraction:g}) leave no rows to train on; keep their sum "
+                "below 1")
+        return self
+
 
 class TrainingSpec(_Strict):
-    hidden: list[int] = Field(default_factory=lambda: [64, 32])
-    dropout: float = 0.1
-    learning_rate: float = 1e-3
-    weight_decay: float = 1e-4
+    hidden: list[Annotated[int, Field(ge=1)]] = Field(default_factory=lambda: [64, 32])
+    dropout: float = Field(0.1, ge=0.0, lt=1.0)
+    learning_rate: float = Field(1e-3, gt=0.0)
+    weight_decay: float = Field(1e-4, ge=0.0)
     epochs: int = Field(30, ge=1)
     batch_size: int = Field(256, ge=1)
     patience: int = Field(5, ge=1)
@@ -85,8 +172,8 @@ class TrainingSpec(_Strict):
 
 class QuantizationSpec(_Strict):
     calibration_rows: int = Field(512, ge=1)
-    int8_tolerance: float = 0.05
-    fp16_tolerance: float = 0.01
+    int8_tolerance: float = Field(0.05, gt=0.0)
+    fp16_tolerance: float = Field(0.01, gt=0.0)
 
 
 class RangeSpec(_Strict):
@@ -96,10 +183,12 @@ class RangeSpec(_Strict):
 
     @model_validator(mode="after")
     def _check(self) -> RangeSpec:
-        if self.high < self.low:
-            raise ValueError(f"high ({self.high}) is below low ({self.low})")
+        if self.high <= self.low:
+            raise ValueError(f"low ({self.low:g}) must be below high ({self.high:g}); "
+                             "to fix a value, set it under training and leave it out of tuning")
         if self.log and self.low <= 0:
-            raise ValueError("a log range needs low > 0")
+            raise ValueError(f"a log range needs low > 0 (got {self.low:g}); raise low or "
+                             "set log: false")
         return self
 
 
@@ -112,6 +201,22 @@ class SearchSpaceSpec(_Strict):
     dropout: RangeSpec = RangeSpec(low=0.0, high=0.4)
     weight_decay: RangeSpec = RangeSpec(low=1e-6, high=1e-2, log=True)
     epochs: RangeSpec = RangeSpec(low=10, high=40)
+
+    @model_validator(mode="after")
+    def _check(self) -> SearchSpaceSpec:
+        # field: (lowest allowed low, bound that high must stay under)
+        bounds = {"learning_rate": (None, None), "dropout": (0.0, 1.0),
+                  "weight_decay": (0.0, None), "width": (1.0, None), "depth": (1.0, None),
+                  "epochs": (1.0, None)}
+        for name, (lowest, highest) in bounds.items():
+            r: RangeSpec = getattr(self, name)
+            if name == "learning_rate" and r.low <= 0:
+                raise ValueError(f"{name}.low: a learning rate must be > 0 (got {r.low:g})")
+            if lowest is not None and r.low < lowest:
+                raise ValueError(f"{name}.low: must be >= {lowest:g} (got {r.low:g})")
+            if highest is not None and r.high >= highest:
+                raise ValueError(f"{name}.high: must be below {highest:g} (got {r.high:g})")
+        return self
 
 
 class TuningSpec(_Strict):
@@ -127,18 +232,18 @@ class TuningSpec(_Strict):
 class FairnessLimitSpec(_Strict):
     """A limit on a between-group difference: absolute, and/or relative to the champion."""
 
-    absolute: float | None = None
-    relative: float | None = None
+    absolute: float | None = Field(None, ge=0.0)
+    relative: float | None = Field(None, ge=0.0)
 
 
 class GateSpec(_Strict):
     """The deploy gate: quality floors, tolerances against the champion, fairness limits."""
 
-    min_metrics: dict[str, float] = Field(default_factory=lambda: {"roc_auc": 0.6})
-    max_metrics: dict[str, float] = Field(default_factory=dict)
-    tolerances: dict[str, float] = Field(
+    min_metrics: dict[Metric, float] = Field(default_factory=lambda: {"roc_auc": 0.6})
+    max_metrics: dict[Metric, float] = Field(default_factory=dict)
+    tolerances: dict[Metric, Annotated[float, Field(ge=0.0)]] = Field(
         default_factory=lambda: {"roc_auc": 0.01, "log_loss": 0.02})
-    fairness: dict[str, FairnessLimitSpec] = Field(default_factory=dict)
+    fairness: dict[FairnessMetric, FairnessLimitSpec] = Field(default_factory=dict)
     min_group_size: int = Field(30, ge=1)
     bootstrap: int = Field(200, ge=0)
     seed: int = 0
@@ -204,6 +309,13 @@ class DriftTestSpec(_Strict):
     method: DriftMethod
     threshold: float = Field(gt=0)
 
+    @model_validator(mode="after")
+    def _check(self) -> DriftTestSpec:
+        if self.method in ("ks", "chisquare") and self.threshold > 1:
+            raise ValueError(f"threshold: {self.method} reports a p-value, so its threshold "
+                             f"must be at most 1 (got {self.threshold:g}); e.g. 0.05")
+        return self
+
 
 class ColumnDriftSpec(_Strict):
     method: DriftMethod | None = None
@@ -221,7 +333,7 @@ class MonitoringSpec(_Strict):
     consecutive_batches: int = Field(2, ge=1)
     min_batch_rows: int = Field(200, ge=1)
     evidently_max_rows: int = Field(100_000, ge=1)
-    performance_floor: dict[str, float] = Field(default_factory=lambda: {"roc_auc": 0.7})
+    performance_floor: dict[Metric, float] = Field(default_factory=lambda: {"roc_auc": 0.7})
     min_labelled_rows: int = Field(100, ge=1)
     cooldown_minutes: float = Field(60.0, ge=0)
     include_labelled_rows: bool = True
@@ -251,14 +363,37 @@ class DatasetSpec(_Strict):
         if not self.columns:
             raise ValueError("columns: list at least one feature column")
         if self.target.column in self.columns:
-            raise ValueError(f"target column {self.target.column!r} must not be in columns")
+            raise ValueError(f"columns.{self.target.column}: the target column must not be "
+                             "listed in columns; remove it there (target.column names it)")
         unknown = [c for c in self.sensitive if c not in self.columns]
         if unknown:
-            raise ValueError(f"sensitive columns {unknown} are not listed in columns")
+            raise ValueError(f"sensitive columns {unknown} are not listed in columns; "
+                             "list them under columns or remove them from sensitive")
         unknown = [c for c in self.monitoring.columns if c not in self.columns]
         if unknown:
-            raise ValueError(f"monitoring.columns {unknown} are not listed in columns")
+            raise ValueError(f"monitoring.columns {unknown} are not listed in columns; "
+                             "list them under columns or remove them from monitoring.columns")
+        for col, cs in self.columns.items():
+            if cs.categories is None:
+                continue
+            limit = self.category_limits(col)[0]
+            long = [c for c in cs.categories if len(c) > limit]
+            if long:
+                raise ValueError(
+                    f"columns.{col}.categories: {len(long)} listed value(s) are longer than "
+                    f"max_length {limit} characters (e.g. {short_repr(long[0])}); shorten them or "
+                    f"raise columns.{col}.max_length")
         return self
+
+    def category_limits(self, column: str) -> tuple[int, int]:
+        """(longest value in characters, most distinct values) of a categorical column.
+
+        The column's own ``max_length``/``max_categories``, else the spec's ``validation``
+        defaults.
+        """
+        cs = self.columns[column]
+        return (cs.max_length or self.validation.max_category_length,
+                cs.max_categories or self.validation.max_categories)
 
     @property
     def numeric_columns(self) -> list[str]:
@@ -295,30 +430,87 @@ def expand_env(text: str) -> str:
         value = os.environ.get(name)
         if value is None:
             if default is None:
-                raise SpecError(f"environment variable {name} is not set (used in the spec)")
+                raise SpecError(f"environment variable {name} is not set (used in the spec); "
+                                f"set it, or give a default as ${{{name}:-default}}")
             return default
         return value
 
     return _ENV.sub(sub, text)
 
 
+def _field(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+_SUBFIELD = re.compile(r"^([A-Za-z_][\w\-]*(?:\.[A-Za-z_][\w\-]*)*): (.*)$", re.S)
+_TOP_FIELDS = {"name", "description", "source", "target", "columns", "sensitive", "validation",
+               "split", "training", "quantization", "tuning", "gate", "model_card",
+               "deployment", "serving", "monitoring"}
+
+
+def _rephrase(error: dict[str, Any]) -> str:
+    """One pydantic error as ``field: rule (got value)``, in the spec's own words."""
+    kind, msg = error["type"], error["msg"]
+    loc = tuple(error["loc"])
+    key = loc[-1:] == ("[key]",)
+    field = _field(loc[:-2] if key else loc)
+    if kind == "value_error":
+        # Our own validators: the message may start with the field it is about, relative
+        # to where the validator sits (``threshold: ...``) or from the top (``target.x: ...``).
+        msg = msg.removeprefix("Value error, ")
+        match = _SUBFIELD.match(msg)
+        if match and match.group(1).split(".")[0] in _TOP_FIELDS:
+            return msg
+        if match and field:
+            return f"{field}.{match.group(1)}: {match.group(2)}"
+        return f"{field}: {msg}" if field else msg
+    if kind == "missing":
+        msg = "is required; add it"
+    elif kind == "extra_forbidden":
+        msg = "is not a field of the spec; check its spelling and where it is nested"
+    else:
+        for start in ("Input should", "String should", "List should", "Dictionary should"):
+            msg = msg.replace(start, "must" if not key else "each key must")
+        got = error.get("input")
+        if isinstance(got, (str, int, float, bool)) or got is None:
+            msg += f" (got {short_repr(got)})"
+    return f"{field}: {msg}" if field else msg
+
+
 def load_spec(path: str | Path) -> DatasetSpec:
-    """Load and validate a dataset spec.
+    """Load and validate a dataset spec, with every value rule checked here.
 
     Raises:
-        SpecError: naming the file and each field that is wrong.
+        SpecError: one line naming the file, each field that is wrong, the rule it
+            breaks and what to do.
     """
     import yaml
 
     path = Path(path)
+    if path.is_dir():
+        raise SpecError(f"dataset spec {path} is a directory; pass a .yaml spec file, or a "
+                        "spec's name for datasets/<name>.yaml")
     if not path.is_file():
-        raise SpecError(f"dataset spec {path} does not exist")
+        raise SpecError(f"dataset spec {path} does not exist; pass the path of a .yaml spec "
+                        "file, or a spec's name for datasets/<name>.yaml")
     try:
         raw = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
-        raise SpecError(f"dataset spec {path} is not valid YAML: {exc}") from exc
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise SpecError(f"dataset spec {path} is not valid YAML{where}: {problem}; fix the "
+                        "indentation or quoting there") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SpecError(f"dataset spec {path} cannot be read ({exc}); check its permissions "
+                        "and that it is UTF-8 text") from None
     if not isinstance(raw, dict):
-        raise SpecError(f"dataset spec {path} must be a mapping")
+        raise SpecError(f"dataset spec {path} must be a mapping of fields (name, source, "
+                        f"target, columns, ...), not {type(raw).__name__}; see "
+                        "datasets/adult.yaml for the layout")
     try:
         source = dict(raw.get("source") or {})
         if "path" in source:
@@ -334,13 +526,12 @@ def load_spec(path: str | Path) -> DatasetSpec:
         raw["monitoring"] = monitoring
         return DatasetSpec.model_validate(raw)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or '(top level)'}: {e['msg']}"
-            for e in exc.errors()
-        )
-        raise SpecError(f"dataset spec {path}: {problems}") from exc
+        problems = "; ".join(dict.fromkeys(_rephrase(e) for e in exc.errors()))
+        raise SpecError(f"dataset spec {path}: {problems}; fix "
+                        f"{'this field' if exc.error_count() == 1 else 'these fields'} in "
+                        f"{path.name}") from None
     except SpecError as exc:
-        raise SpecError(f"dataset spec {path}: {exc}") from exc
+        raise SpecError(f"dataset spec {path}: {exc}") from None
 
 
 def resolve_spec_path(name_or_path: str, datasets_dir: Path) -> Path:

@@ -1,14 +1,23 @@
 """Validation: a Great Expectations suite generated from the dataset spec.
 
-Row-level rules (type, finite, range, allowed categories, target class) send failing
-rows to quarantine with their reasons; column-level rules (column present, null limit)
-and a failure share over the spec's limit fail the stage with a readable list.
+Row-level rules (type, finite, range, allowed categories, category length, target present)
+send failing rows to quarantine with their reasons; column-level rules (column present,
+null limit, target classes, category count) and a failure share over the spec's limit fail
+the stage. The failure's first line names the file, column, rule and remedy; a list of
+every broken rule follows it.
+
+The target is a contract, not a noisy column: a value outside ``target.classes`` (or,
+without ``classes``, a third distinct value) fails the run rather than quarantining rows.
+A categorical column's vocabulary is bounded: a value longer than its ``max_length`` is a
+row failure; more distinct values than ``max_categories`` among the kept rows fails the run.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
+
+from pipelines.spec import short_repr
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -31,6 +40,8 @@ class CheckOutcome:
     failed_fraction: float = 0.0
     examples: list[Any] = field(default_factory=list)
     row_level: bool = True
+    # For a column-level failure: what was found and what to do (the failure's headline).
+    message: str = ""
 
     def describe(self) -> str:
         text = f"column {self.column!r}: rule '{self.rule}'"
@@ -44,13 +55,22 @@ class CheckOutcome:
 # Rule outcomes are named ``<column>__<rule>``; each rule kind is one asset check.
 KINDS = {
     "exists": ("columns_present", "every column the spec lists is in the file"),
-    "target_class": ("target_classes", "the target holds only the spec's classes"),
+    "target_class": ("target_classes", "the target holds only the spec's classes (or exactly "
+                                       "two values) and no row lacks it"),
+    "target_missing": ("target_classes", "the target holds only the spec's classes (or exactly "
+                                         "two values) and no row lacks it"),
     "null_limit": ("null_limits", "no column has more missing values than it allows"),
     "numeric": ("numeric_types", "numeric columns hold numbers"),
     "finite": ("finite_values", "numeric columns hold no infinities"),
     "range": ("value_ranges", "numeric values within the spec's min/max"),
     "allowed_categories": ("allowed_categories", "categorical values in the spec's lists"),
+    "max_length": ("category_limits", "categorical values within max_length characters and "
+                                      "columns within max_categories distinct values"),
+    "max_categories": ("category_limits", "categorical values within max_length characters "
+                                          "and columns within max_categories distinct values"),
 }
+# Which column-level failure heads the report when several happen at once.
+_HEADLINE_ORDER = ("exists", "target_class", "max_categories", "null_limit")
 
 
 def check_names(spec: DatasetSpec) -> list[tuple[str, str]]:
@@ -60,16 +80,16 @@ def check_names(spec: DatasetSpec) -> list[tuple[str, str]]:
     share of quarantined rows. Dagster stores two events per check and run, so a check
     per column would make every run of a wide table slower.
     """
-    kinds = ["exists", "null_limit"]
-    if spec.target.classes:
-        kinds.append("target_class")
+    kinds = ["exists", "null_limit", "target_class", "target_missing"]
     if spec.numeric_columns:
         kinds += ["numeric", "finite"]
     if any(c.min is not None or c.max is not None for c in spec.columns.values()):
         kinds.append("range")
     if any(c.categories is not None for c in spec.columns.values()):
         kinds.append("allowed_categories")
-    names = [KINDS[k] for k in KINDS if k in kinds]
+    if spec.categorical_columns:
+        kinds += ["max_length", "max_categories"]
+    names = list(dict.fromkeys(KINDS[k] for k in KINDS if k in kinds))
     names.append((SHARE_CHECK, f"at most {spec.validation.max_failed_fraction:.1%} of rows "
                                "quarantined (validation.max_failed_fraction)"))
     return names
@@ -77,6 +97,20 @@ def check_names(spec: DatasetSpec) -> list[tuple[str, str]]:
 
 def _safe(name: str) -> str:
     return "".join(c if c.isalnum() or c == "_" else "_" for c in name)
+
+
+def _kind(check: CheckOutcome) -> str:
+    return next(k for k in KINDS if check.name.endswith(f"__{k}"))
+
+
+def _rows(n: int) -> str:
+    return f"{n} row" if n == 1 else f"{n} rows"
+
+
+def _counted(counts: Any, limit: int = EXAMPLES) -> str:
+    items = [f"{short_repr(v)} ({_rows(int(n))})" for v, n in list(counts.items())[:limit]]
+    more = len(counts) - limit
+    return ", ".join(items) + (f" and {more} more" if more > 0 else "")
 
 
 @dataclass
@@ -92,22 +126,49 @@ class ValidationResult:
         return self.failed_fraction > self.limit or any(
             not c.passed and not c.row_level for c in self.checks)
 
+    def headline(self, file: str) -> str:
+        """The failure in one line: file, column, rule broken, what was found, what to do."""
+        bad = [c for c in self.checks if not c.passed and not c.row_level]
+        missing = [c.column for c in bad if _kind(c) == "exists"]
+        if missing:
+            found = next(c.examples for c in bad if _kind(c) == "exists")
+            names = ", ".join(repr(m) for m in missing[:EXAMPLES]) + (
+                f" and {len(missing) - EXAMPLES} more" if len(missing) > EXAMPLES else "")
+            verb = "is" if len(missing) == 1 else "are"
+            return (f"{file}: rule 'column exists' failed: {len(missing)} of the spec's columns "
+                    f"{verb} not in the file: {names} ({found[0] if found else 'no columns'}); "
+                    "rename the file's columns, or fix columns/target.column in the spec")
+        bad.sort(key=lambda c: _HEADLINE_ORDER.index(_kind(c)))
+        if bad:
+            first = bad[0]
+            more = (f" ({len(bad) - 1} more column-level problem(s) listed below)"
+                    if len(bad) > 1 else "")
+            return f"{file}, column {first.column!r}: rule '{first.rule}' failed: " \
+                   f"{first.message}{more}"
+        rows = [c for c in self.checks if not c.passed and c.row_level]
+        worst = max(rows, key=lambda c: c.failed_rows, default=None)
+        most = (f"; most often column {worst.column!r} broke '{worst.rule}' "
+                f"({_rows(worst.failed_rows)}"
+                f"{', e.g. ' + worst.examples[0] if worst.examples else ''})"
+                if worst else "")
+        total = len(self.quarantine) + len(self.clean)
+        return (f"{file}: rule 'at most {self.limit:.1%} of rows quarantined' failed: "
+                f"{len(self.quarantine)} of {total} rows ({self.failed_fraction:.1%}) broke row "
+                f"rules{most}; fix the data, or the rule in the spec if the data is right "
+                "(validation.max_failed_fraction sets the limit)")
+
     def report(self, file: str) -> str:
+        """The headline, then every broken rule on its own line."""
         bad = [c for c in self.checks if not c.passed]
-        head = (f"validation of {file} failed: {len(self.quarantine)} of "
-                f"{len(self.quarantine) + len(self.clean)} rows ({self.failed_fraction:.1%}) broke"
-                f" row rules (limit {self.limit:.1%}, validation.max_failed_fraction)")
-        lines = [head] + [f"  - {c.describe()}" for c in bad]
-        lines.append("Fix the source data or the rules in the dataset spec; the last good "
-                     "materializations and model are unchanged.")
+        lines = [self.headline(file)] + [f"  - {c.describe()}" for c in bad]
+        lines.append("The last good materializations and model are unchanged.")
         return "\n".join(lines)
 
     def check_dicts(self) -> list[dict[str, Any]]:
         """Rule outcomes grouped into one asset check per kind of rule, plus the share."""
         by_kind: dict[str, list[CheckOutcome]] = {}
         for c in self.checks:
-            kind = next(k for k in KINDS if c.name.endswith(f"__{k}"))
-            by_kind.setdefault(KINDS[kind][0], []).append(c)
+            by_kind.setdefault(KINDS[_kind(c)][0], []).append(c)
         out = []
         for name, outcomes in by_kind.items():
             failed = [c for c in outcomes if not c.passed]
@@ -131,13 +192,7 @@ class ValidationResult:
 def _expectations(spec: DatasetSpec, present: set[str]) -> list[tuple[str, Any]]:
     import great_expectations.expectations as gxe
 
-    target = spec.target
     out: list[tuple[str, Any]] = []
-    if target.column in present:
-        classes = target.classes or None
-        if classes is not None:
-            out.append((f"{target.column}__target_class", gxe.ExpectColumnValuesToBeInSet(
-                column=target.column, value_set=[str(c) for c in classes])))
     for col, cs in spec.columns.items():
         if col not in present:
             continue
@@ -196,24 +251,29 @@ def validate(raw: pd.DataFrame, spec: DatasetSpec) -> ValidationResult:
 
     n = len(raw)
     checks: list[CheckOutcome] = []
-    wanted = [spec.target.column, *spec.columns]
+    target = spec.target.column
+    wanted = [target, *spec.columns]
     present = set(raw.columns)
     for col in wanted:
         ok = col in present
         checks.append(CheckOutcome(_safe(f"{col}__exists"), col, "column exists", ok,
                                    row_level=False,
-                                   examples=[] if ok else [f"found: {sorted(present)[:20]}"]))
+                                   examples=[] if ok else [
+                                       f"the file has: {sorted(present)[:20]}"]))
     frame = pd.DataFrame(index=raw.index)
     reasons = [[] for _ in range(n)]
+    # Values that are there but unusable (not a number, infinite): row failures, which
+    # the missing-value limit must not count again.
+    unusable: dict[str, Any] = {}
 
     def flag(mask: Any, col: str, rule: str, name: str) -> None:
         idx = np.flatnonzero(np.asarray(mask))
         for i in idx:
             reasons[i].append(f"{col}: {rule}")
         examples = raw[col].iloc[idx[:EXAMPLES]].tolist() if col in present else []
+        shown = [f"row {r}: {short_repr(v)}" for r, v in zip(idx[:EXAMPLES].tolist(), examples)]
         checks.append(CheckOutcome(_safe(name), col, rule, len(idx) == 0, len(idx),
-                                   len(idx) / max(n, 1), [f"row {r}: {v!r}" for r, v in zip(
-                                       idx[:EXAMPLES].tolist(), examples)]))
+                                   len(idx) / max(n, 1), shown))
 
     for col in wanted:
         if col not in present:
@@ -221,13 +281,29 @@ def validate(raw: pd.DataFrame, spec: DatasetSpec) -> ValidationResult:
         cs = spec.columns.get(col)
         if cs is not None and cs.type == "numeric":
             values = pd.to_numeric(raw[col], errors="coerce").astype("float64")
-            flag(raw[col].notna() & values.isna(), col, "values are numbers", f"{col}__numeric")
+            # A written-out NaN is a missing value, not a word where a number belongs.
+            nan_text = np.zeros(n, dtype=bool)
+            if not pd.api.types.is_numeric_dtype(raw[col]):
+                nan_text = raw[col].astype("string").str.strip().str.lower().isin(
+                    ["nan", "+nan", "-nan"]).fillna(False).to_numpy(dtype=bool)
+            not_number = (raw[col].notna() & values.isna()).to_numpy(dtype=bool) & ~nan_text
+            flag(not_number, col, "values are numbers", f"{col}__numeric")
             inf = np.isinf(values.to_numpy())
             flag(inf, col, "no infinite values", f"{col}__finite")
+            unusable[col] = not_number | inf
             frame[col] = values.where(~inf, np.nan)
         else:
             frame[col] = raw[col].astype("string").str.strip().astype(object).where(
                 raw[col].notna(), None)
+        if cs is not None and cs.type == "categorical":
+            longest = spec.category_limits(col)[0]
+            lengths = frame[col].astype("string").str.len().fillna(0).to_numpy(dtype="int64")
+            flag(lengths > longest, col, f"values at most {longest} characters "
+                 f"(columns.{col}.max_length)", f"{col}__max_length")
+    if target in present:
+        flag(frame[target].isna().to_numpy(), target, "target value present",
+             f"{target}__target_missing")
+        checks.append(_target_contract(frame[target], spec))
     if all(c in present for c in wanted):
         results = _run_suite(frame, _expectations(spec, present))
         for name, r in results.items():
@@ -235,10 +311,19 @@ def validate(raw: pd.DataFrame, spec: DatasetSpec) -> ValidationResult:
             col = cfg.kwargs["column"]
             res = r.result or {}
             if cfg.type == "expect_column_values_to_not_be_null":
+                mostly = cfg.kwargs.get("mostly", 1.0)
                 count = int(res.get("unexpected_count") or 0)
+                ok = bool(r.success)
+                if not ok and col in unusable:  # count only what is missing, not unusable
+                    count = int((frame[col].isna().to_numpy() & ~unusable[col]).sum())
+                    ok = (n - count) / max(n, 1) >= mostly
+                allowed = 1 - mostly
                 checks.append(CheckOutcome(
-                    name, col, f"at most {1 - cfg.kwargs.get('mostly', 1.0):.1%} missing",
-                    bool(r.success), count, count / max(n, 1), row_level=False))
+                    name, col, f"at most {allowed:.1%} missing",
+                    ok, count, count / max(n, 1), row_level=False,
+                    message=f"{count} of {n} rows ({count / max(n, 1):.1%}) are missing; fill "
+                            f"them in the data, or raise columns.{col}.max_null_fraction in "
+                            "the spec if gaps are expected"))
                 continue
             idx = np.asarray(res.get("unexpected_index_list") or [], dtype=int)
             rule = {"expect_column_values_to_be_between":
@@ -248,6 +333,9 @@ def validate(raw: pd.DataFrame, spec: DatasetSpec) -> ValidationResult:
             mask[frame.index.get_indexer(idx)] = True
             flag(mask, col, rule, name)
     bad_rows = np.array([bool(r) for r in reasons], dtype=bool)
+    for col in spec.categorical_columns:
+        if col in present:
+            checks.append(_vocabulary_size(frame.loc[~bad_rows, col], spec, col))
     quarantine = raw.loc[bad_rows].copy() if n else raw.copy()
     quarantine.insert(0, "__row", np.flatnonzero(bad_rows))
     quarantine["__reasons"] = ["; ".join(r) for r, b in zip(reasons, bad_rows) if b]
@@ -257,3 +345,49 @@ def validate(raw: pd.DataFrame, spec: DatasetSpec) -> ValidationResult:
     return ValidationResult(checks, clean, quarantine.reset_index(drop=True),
                             float(bad_rows.mean()) if n else 0.0,
                             spec.validation.max_failed_fraction)
+
+
+def _target_contract(values: pd.Series, spec: DatasetSpec) -> CheckOutcome:
+    """The target's values against ``target.classes`` (or, without it, two values).
+
+    A column-level rule: a new label is a change of contract, not a noisy row.
+    """
+    target = spec.target
+    present = values.dropna()
+    counts = present.value_counts()
+    name = _safe(f"{target.column}__target_class")
+    if target.classes:
+        classes = [str(c) for c in target.classes]
+        outside = counts[~counts.index.isin(classes)]
+        rows = int(outside.sum())
+        return CheckOutcome(
+            name, target.column, "values in target.classes", rows == 0, rows,
+            rows / max(len(values), 1), [f"{short_repr(v)}: {int(c)} rows"
+                                         for v, c in list(outside.items())[:EXAMPLES]],
+            row_level=False,
+            message=f"{_rows(rows)} {'holds' if rows == 1 else 'hold'} values outside "
+                    f"target.classes {classes}: "
+                    f"{_counted(outside)}; add them to target.classes in the spec if they are "
+                    "real classes, or fix the data (nothing was trained on them)")
+    ok = len(counts) <= 2
+    return CheckOutcome(
+        name, target.column, "exactly 2 distinct values (no target.classes given)", ok,
+        0 if ok else int(counts.iloc[2:].sum()), 0.0,
+        [f"{short_repr(v)}: {int(c)} rows" for v, c in list(counts.items())[:EXAMPLES]],
+        row_level=False,
+        message=f"{len(counts)} distinct values where the binary model needs 2: "
+                f"{_counted(counts)}; list the classes in target.classes (the positive class "
+                "is then predicted against the others), or fix the data")
+
+
+def _vocabulary_size(values: pd.Series, spec: DatasetSpec, col: str) -> CheckOutcome:
+    """Distinct values of a categorical column among the kept rows, against its cap."""
+    cap = spec.category_limits(col)[1]
+    distinct = int(values.dropna().nunique())
+    return CheckOutcome(
+        _safe(f"{col}__max_categories"), col, f"at most {cap} categories", distinct <= cap,
+        row_level=False, examples=[f"{distinct} distinct values"],
+        message=f"{distinct} distinct values among the rows kept, over the cap of {cap} that "
+                f"keeps the model's vocabulary bounded; raise columns.{col}.max_categories (or "
+                "validation.max_categories for every column) if that many is right, or group "
+                "rare values in the data")

@@ -68,3 +68,21 @@ def test_missing_source_says_what_to_do(tmp_path):
     with pytest.raises(InputError, match="source.path"):
         local_source_path(str(tmp_path / "absent.csv"))
     assert os.path.exists(tmp_path)
+
+
+def test_csv_with_a_declared_delimiter_parses():
+    frame = parse_raw(b"a;b\n1;x\n2;y\n", fmt="csv", file="f", delimiter=";",
+                      expected_columns=2)
+    assert list(frame.columns) == ["a", "b"] and frame["b"].tolist() == ["x", "y"]
+
+
+def test_one_column_is_fine_when_the_spec_expects_one_or_none():
+    assert parse_raw(b"a\n1\n", fmt="csv", file="f", expected_columns=None).shape == (1, 1)
+
+
+def test_a_readable_file_passes_the_source_checks(tmp_path):
+    from pipelines.ingest import local_source_path
+
+    f = tmp_path / "data.csv"
+    f.write_text("a,b\n1,2\n")
+    assert local_source_path(f"file://{f}") == f

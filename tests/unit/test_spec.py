@@ -39,3 +39,23 @@ def test_stage_config_separates_concerns(monkeypatch):
     assert "training" not in spec.stage_config("validated_features")
     assert "path" not in spec.stage_config("validated_features")["source"]
     assert "columns" not in spec.stage_config("trained_weights")
+
+
+def test_category_limits_default_and_override(tmp_path):
+    from tests.conftest import write_spec
+
+    spec = load_spec(write_spec(tmp_path / "s.yaml", "adult", tmp_path / "a.csv",
+                                validation__max_categories=50,
+                                columns__occupation__max_length=30))
+    assert spec.category_limits("native-country") == (200, 50)
+    assert spec.category_limits("occupation") == (30, 50)
+
+
+def test_value_rules_keep_valid_edges(tmp_path):
+    from tests.conftest import write_spec
+
+    spec = load_spec(write_spec(tmp_path / "s.yaml", "adult", tmp_path / "a.csv",
+                                training__dropout=0.0, training__weight_decay=0,
+                                deployment__canary__share=1.0,
+                                validation__max_failed_fraction=0.0, columns__age__min=100))
+    assert spec.training.dropout == 0.0 and spec.columns["age"].min == spec.columns["age"].max
