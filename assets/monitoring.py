@@ -75,7 +75,7 @@ def drift_report(context: dg.AssetExecutionContext, spec: DatasetSpecResource,
 
     yield from materialize_stage(
         context, asset="drift_report", store=st, modules=("pipelines.stages.monitoring",),
-        config=dataset.model_dump(mode="json")["monitoring"] | {"columns": list(dataset.columns)},
+        config=dataset.stage_config("drift_report"),
         inputs={"batch": batch_hash, "reference": stable["trained_weights"]},
         compute=compute, on_saved=on_saved)
 
@@ -109,6 +109,5 @@ def production_performance(context: dg.AssetExecutionContext, spec: DatasetSpecR
     yield from materialize_stage(
         context, asset="production_performance", store=st,
         modules=("pipelines.stages.monitoring", "pipelines.production"),
-        config={"monitoring": dataset.model_dump(mode="json")["monitoring"],
-                "target": dataset.model_dump(mode="json")["target"]},
+        config=dataset.stage_config("production_performance"),
         inputs={"files": fingerprint(files, root)}, compute=compute, on_saved=on_saved)

@@ -86,7 +86,8 @@ def main(argv: list[str] | None = None) -> int:
                             f"{mlflow_uri(state)}: pick one that make deploy-status or the "
                             "MLflow UI lists") from exc
     recorded = json.loads(tags["stage_config"])
-    spec = DatasetSpec.model_validate(spec.model_dump(mode="json") | recorded)
+    spec = DatasetSpec.model_validate(spec.model_dump(mode="json") | {
+        k: v for k, v in recorded.items() if k in ("training", "tuning")})
     best_params = json.loads(tags.get("best_params") or "null")
     os.environ["TIDELINE_THREADS"] = tags.get("threads", "1")
     print(f"version {args.version} of {spec.name}: recipe {tags['recipe_key'][:19]}…, "

@@ -404,8 +404,21 @@ class DatasetSpec(_Strict):
         return [c for c, s in self.columns.items() if s.type == "categorical"]
 
     def stage_config(self, stage: str) -> dict[str, Any]:
-        """The part of the spec that shapes one stage's output (it enters the recipe key)."""
+        """The settings that shape one stage's output (they enter its recipe key).
+
+        Only those: settings that steer when or where things happen (alert webhooks,
+        cooldowns, schedules, serving, deployment, paths) never re-key a stage. A few
+        settings that decide a stage's recorded verdict (drift and performance thresholds)
+        count too, since a cache hit re-emits that verdict.
+        """
         dump = self.model_dump(mode="json")
+        names = list(self.columns)
+        mon = dump["monitoring"]
+        if stage == "raw_data":
+            config: dict[str, Any] = {"format": self.source.resolved_format}
+            if self.monitoring.include_labelled_rows:  # labelled rows in the source's shape
+                config["labelled_rows"] = {"columns": names, "target": self.target.column}
+            return config
         if stage == "validated_features":
             source = {k: v for k, v in dump["source"].items() if k != "path"}
             source["format"] = self.source.resolved_format
@@ -413,12 +426,23 @@ class DatasetSpec(_Strict):
                 "source": source
             }
         if stage == "trained_weights":
-            return {k: dump[k] for k in ("training", "target", "tuning")}
+            return {"training": dump["training"], "tuning": dump["tuning"], "columns": names}
         if stage == "quantized_weights":
             return {"quantization": dump["quantization"]}
         if stage == "model_card":
             return {k: dump[k] for k in ("name", "description", "model_card", "sensitive",
-                                         "gate")}
+                                         "gate")} | {
+                "target": {"column": self.target.column, "positive": str(self.target.positive)},
+                "columns": names}
+        if stage == "drift_report":
+            return {"monitoring": {k: mon[k] for k in ("numeric", "categorical", "columns",
+                                                       "drift_threshold",
+                                                       "evidently_max_rows")},
+                    "columns": {c: col.type for c, col in self.columns.items()}}
+        if stage == "production_performance":
+            return {"monitoring": {k: mon[k] for k in ("performance_floor",
+                                                       "min_labelled_rows")},
+                    "positive": str(self.target.positive)}
         raise KeyError(stage)
 
 
