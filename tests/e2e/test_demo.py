@@ -35,7 +35,7 @@ def test_demo_runs_end_to_end_then_hits(tmp_path):
     assert card.exists() and "ROC" in card.with_suffix(".md").read_text()
     assert "<img" in card.read_text()
     assert "deployment: stable v1" in out
-    bundle = Path(re.search(r"edge bundle (\S+)", out).group(1))
+    bundle = Path(re.search(r"^deployment: .*; edge bundle (\S+)", out, re.M).group(1))
     assert sorted(p.name for p in bundle.iterdir()) == ["manifest.json", "model_int8.onnx"]
     second, _ = demo(REPO, state)
     assert set(second.values()) == {"hit"}
