@@ -41,7 +41,9 @@ def test_two_concurrent_chains_share_one_store(tmp_path, store_root):
     # One deployment: the second process found the model already stable.
     log = deploy.entries(store, "breast_cancer")
     assert [e["action"] for e in log] == ["deploy"]
-    assert sorted(" ".join(out.split("deployment")[1].split()[:2]) for out in outs) == [
+    summary = [next(line for line in out.splitlines() if line.startswith("deployment "))
+               for out in outs]  # the table row, not the step's progress lines
+    assert sorted(" ".join(line.split()[1:3]) for line in summary) == [
         "- deployed", "- unchanged"]
     if store_root.startswith("lakefs://"):
         # Both runs' writes are committed (tag commit + each process's end-of-run commit).
