@@ -10,8 +10,9 @@ of ended runs only in its daemon, after ``free_slots_after_run_end_seconds``).
 :func:`release_dead_runs` finds, for every run in progress (and every ended run still
 holding or queued for a slot), the process that executes it: the ``pid`` of the run's
 ``RUN_START`` event (for a launched run still ``STARTING``, of its "Started process for
-run" event). When that process no longer exists, or the pid now belongs to a process
-that started after the event (pid reuse, or a reboot), the run is marked failed (a
+run" event). When that process no longer exists, or, for a run tagged with its worker's
+identity (:data:`WORKER_TAG`: boot id, pid, start ticks), the pid now belongs to another
+process (pid reuse, a reboot), the run is marked failed (a
 ``CANCELING`` run: canceled) with the message "process <pid> on <host> is gone" and
 ``instance.event_log_storage.free_concurrency_slots_for_run`` frees its claimed slots and
 queued claims. Only runs known to have run on this host are judged: those tagged with
@@ -32,10 +33,8 @@ import dagster as dg
 
 # The tag naming the host a run executes on; runs tagged with another host are not judged.
 HOST_TAG = "tideline/host"
-# A process that started more than this many seconds after the run's worker wrote its first
-# event cannot be that worker (its pid was reused). Generous against clock adjustments: an
-# error here keeps a dead run for longer; it never releases a live one.
-PID_REUSE_SLACK_S = 10.0
+# The tag identifying the run's worker process exactly: "<boot id>:<pid>:<start ticks>".
+WORKER_TAG = "tideline/worker"
 
 _IN_PROGRESS = (dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.STARTING,
                 dg.DagsterRunStatus.CANCELING)
@@ -50,6 +49,7 @@ class RunWorker:
     pid: int
     host: str
     seen_at: float  # timestamp of the first event that process wrote for the run
+    identity: str | None = None  # "<boot id>:<pid>:<start ticks>" from the run's worker tag
 
 
 @dataclass(frozen=True)
@@ -76,49 +76,71 @@ def this_host() -> str:
 
 
 def host_tags() -> dict[str, str]:
-    """Run tags saying the run executes on this host (pass them when launching in process)."""
-    return {HOST_TAG: this_host()}
+    """Run tags naming this host and this process as the run's worker.
 
-
-def _boot_time() -> float:
-    for line in Path("/proc/stat").read_text().splitlines():
-        if line.startswith("btime "):
-            return float(line.split()[1])
-    raise OSError("no btime in /proc/stat")
-
-
-def process_start_time(pid: int) -> float | None:
-    """When process ``pid`` started (epoch seconds); None when it does not exist.
-
-    Read from ``/proc/<pid>/stat`` (a zombie counts as gone). Where there is no ``/proc``
-    the process's existence is checked with signal 0 and its start time reported as 0
-    (unknown: any process with the pid then counts as the same one).
+    Pass them when launching in process; a step may add them to its own run. The worker tag
+    (boot id, pid, start time in clock ticks after boot) identifies the process exactly,
+    with no wall clock involved, so a reused pid is never mistaken for the worker and a
+    clock step never makes a live worker look new.
     """
-    stat_file = Path(f"/proc/{pid}/stat")
-    if not Path("/proc/self/stat").exists():
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return None
-        except PermissionError:
-            return 0.0
-        return 0.0
+    tags = {HOST_TAG: this_host()}
+    identity = process_identity(os.getpid())
+    if identity is not None:
+        tags[WORKER_TAG] = identity
+    return tags
+
+
+def _boot_id() -> str:
     try:
-        stat = stat_file.read_text()
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return ""
+
+
+def _start_ticks(pid: int) -> int | None:
+    """Process ``pid``'s start in clock ticks after boot; None when it is gone (or a zombie)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
     except (FileNotFoundError, ProcessLookupError):
         return None
     # The command name (field 2) may hold spaces and parentheses: split after the last ")".
     fields = stat[stat.rindex(")") + 2:].split()
     if fields[0] in ("Z", "X"):
         return None
-    ticks = int(fields[19])  # field 22 of proc(5): start time in clock ticks after boot
-    return _boot_time() + ticks / os.sysconf("SC_CLK_TCK")
+    return int(fields[19])  # field 22 of proc(5)
+
+
+def process_identity(pid: int) -> str | None:
+    """``<boot id>:<pid>:<start ticks>`` of a live process (None without ``/proc``)."""
+    if not Path("/proc/self/stat").exists():
+        return None
+    ticks = _start_ticks(pid)
+    return None if ticks is None else f"{_boot_id()}:{pid}:{ticks}"
+
+
+def process_exists(pid: int) -> bool:
+    if Path("/proc/self/stat").exists():
+        return _start_ticks(pid) is not None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def worker_alive(worker: RunWorker) -> bool:
-    """Whether the run's worker process still exists (not a later process with its pid)."""
-    started = process_start_time(worker.pid)
-    return started is not None and started <= worker.seen_at + PID_REUSE_SLACK_S
+    """Whether the run's worker process still exists.
+
+    With the worker's recorded identity the answer is exact (same boot, same pid, same
+    start). Without it, a process with the pid counts as the worker: a reused pid can keep a
+    dead run for longer, but a live worker is never taken for dead.
+    """
+    if worker.identity is not None:
+        boot, _, ticks = worker.identity.rsplit(":", 2)
+        return boot == _boot_id() and str(_start_ticks(worker.pid)) == ticks
+    return process_exists(worker.pid)
 
 
 def run_worker(instance: dg.DagsterInstance, run: dg.DagsterRun) -> RunWorker | None:
@@ -140,8 +162,10 @@ def run_worker(instance: dg.DagsterInstance, run: dg.DagsterRun) -> RunWorker | 
         entry = record.event_log_entry
         pid = entry.dagster_event.pid if entry.dagster_event else None
         if pid is not None:
+            tagged = run.tags.get(WORKER_TAG)
+            identity = tagged if tagged and tagged.rsplit(":", 2)[1] == str(pid) else None
             return RunWorker(pid=pid, host=run.tags.get(HOST_TAG, this_host()),
-                             seen_at=entry.timestamp)
+                             seen_at=entry.timestamp, identity=identity)
     return None
 
 

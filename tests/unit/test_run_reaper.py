@@ -144,18 +144,24 @@ def test_a_live_run_keeps_its_slot_and_one_waiting_behind_a_dead_run_proceeds(in
 
 
 def test_a_reused_pid_is_not_the_run_worker():
-    from resources.runs import RunWorker, process_start_time, this_host, worker_alive
+    from resources.runs import WORKER_TAG, RunWorker, host_tags, process_identity, worker_alive
 
-    started = process_start_time(os.getpid())
-    assert started is not None and abs(started - time.time()) < 24 * 3600
-    me = RunWorker(pid=os.getpid(), host=this_host(), seen_at=time.time())
+    identity = host_tags()[WORKER_TAG]
+    assert identity == process_identity(os.getpid())
+    me = RunWorker(pid=os.getpid(), host="h", seen_at=time.time(), identity=identity)
     assert worker_alive(me)
-    # This process started long after an event written an hour before it: another process.
-    assert not worker_alive(RunWorker(os.getpid(), this_host(), seen_at=started - 3600))
+    # The same pid with another start time, or on another boot, is another process.
+    boot, pid, ticks = identity.rsplit(":", 2)
+    assert not worker_alive(RunWorker(os.getpid(), "h", time.time(),
+                                      identity=f"{boot}:{pid}:{int(ticks) - 1}"))
+    assert not worker_alive(RunWorker(os.getpid(), "h", time.time(),
+                                      identity=f"another-boot:{pid}:{ticks}"))
+    # Without a recorded identity a live pid counts as the worker, whatever the clock says:
+    # a live worker is never taken for dead.
+    assert worker_alive(RunWorker(os.getpid(), "h", seen_at=0.0))
     gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                           capture_output=True, text=True, check=True)
-    assert not worker_alive(RunWorker(int(gone.stdout), this_host(), seen_at=time.time()))
-
+    assert not worker_alive(RunWorker(int(gone.stdout), "h", seen_at=time.time()))
 
 def test_the_local_instance_runs_dagsters_run_monitoring(home):
     import shutil
