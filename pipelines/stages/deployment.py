@@ -48,9 +48,13 @@ def publish(spec: DatasetSpec, store: ArtifactStore, *, tracking_uri: str, train
         if live and live["trained_weights"] == trained_weights:
             # The nightly no-op path: no MLflow import, nothing written (unless repaired).
             say(f"version {live['version']} is already the {role} model")
+            # A run killed before tagging leaves the version untagged: tag it now (an
+            # existing tag is left as it is).
+            tag = _tag(store, spec.name, live["version"], actor, trained_weights, say)
             return {"outcome": "unchanged", "role": role, "version": live["version"],
                     "edge": edge_folder(target, spec.name, live["version"]),
-                    "edge_bytes": None, "state": state.to_dict(), "repaired": repaired}
+                    "edge_bytes": None, "state": state.to_dict(), "repaired": repaired,
+                    "lakefs_tag": tag}
     from pipelines.tracking import find_version
 
     version = find_version(tracking_uri, spec.name, trained_weights)
@@ -78,11 +82,19 @@ def publish(spec: DatasetSpec, store: ArtifactStore, *, tracking_uri: str, train
     role = ("canary" if state.canary and state.canary["trained_weights"] == trained_weights
             else "stable")
     say(f"version {version}: {outcome} as {role}; edge bundle at {edge}")
-    tag = None
-    if is_lakefs(store.root):
-        tag = tag_deployment(store.root, spec.name, version,
-                             metadata={"actor": actor or "", "trained_weights": trained_weights})
-        say(f"lakeFS tag {tag['tag']} -> commit {tag['commit']}")
+    tag = _tag(store, spec.name, version, actor, trained_weights, say)
     return {"outcome": outcome, "role": role, "version": version, "edge": edge,
             "edge_bytes": sum(len(v) for v in files.values()), "aliases": aliases,
             "state": state.to_dict(), "lakefs_tag": tag, "repaired": repaired}
+
+
+def _tag(store: ArtifactStore, model_name: str, version: Any, actor: str | None,
+         trained_weights: str, say: Any) -> dict[str, str] | None:
+    """With the store on lakeFS, commit it and tag the deployed version (idempotent)."""
+    if not is_lakefs(store.root):
+        return None
+    tag = tag_deployment(store.root, model_name, version,
+                         metadata={"actor": actor or "", "trained_weights": trained_weights})
+    if tag.get("created") != "no":
+        say(f"lakeFS tag {tag['tag']} -> commit {tag['commit']}")
+    return tag
