@@ -134,21 +134,57 @@ def _definition(node: ast.AST) -> _Definition:
                        _names(node), local)
 
 
+def _assigned_names(node: ast.Assign | ast.AnnAssign | ast.AugAssign) -> list[str]:
+    """Names a top-level assignment binds (``X[k] = …`` and ``X.a = …`` change ``X``)."""
+    targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+    names = []
+    for target in targets:
+        while isinstance(target, (ast.Subscript, ast.Attribute)):
+            target = target.value
+        if isinstance(target, ast.Name):
+            names.append(target.id)
+        elif isinstance(target, (ast.Tuple, ast.List)):
+            names += [e.id for e in target.elts if isinstance(e, ast.Name)]
+    return names
+
+
 def _parse(source: str) -> _Module:
-    tree = ast.parse(source)
     definitions: dict[str, _Definition] = {}
     imports: dict[str, str] = {}
-    for node in tree.body:
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-            definitions[node.name] = _definition(node)
-        elif isinstance(node, (ast.Assign, ast.AnnAssign)):
-            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
-            for target in targets:
-                for sub in ast.walk(target):
-                    if isinstance(sub, ast.Name):
-                        definitions[sub.id] = _definition(node)
-        elif isinstance(node, (ast.Import, ast.ImportFrom)):
-            imports.update(_import_targets(node))
+    extra: dict[str, list[str]] = {}  # later statements that change a name (X[k] = …)
+
+    def visit(body: list[ast.stmt]) -> None:
+        for node in body:
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                definitions[node.name] = _definition(node)
+            elif isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
+                for name in _assigned_names(node):
+                    tree = _definition(node)
+                    if name in definitions:
+                        extra.setdefault(name, []).append(tree.tree)
+                    else:
+                        definitions[name] = tree
+            elif isinstance(node, (ast.Import, ast.ImportFrom)):
+                if isinstance(node, ast.ImportFrom) and (node.level or any(
+                        a.name == "*" for a in node.names)):
+                    raise ValueError("relative and star imports hide what a stage calls: "
+                                     f"import names explicitly (line {node.lineno})")
+                imports.update(_import_targets(node))
+            elif isinstance(node, ast.If):  # e.g. `if TYPE_CHECKING:`; both branches count
+                visit(node.body)
+                visit(node.orelse)
+            elif isinstance(node, ast.Try):
+                visit(node.body)
+                for handler in node.handlers:
+                    visit(handler.body)
+                visit(node.orelse)
+                visit(node.finalbody)
+
+    visit(ast.parse(source).body)
+    for name, trees in extra.items():
+        first = definitions[name]
+        definitions[name] = _Definition("\n".join([first.tree, *trees]), first.names,
+                                        first.imports)
     return _Module(definitions, imports)
 
 
@@ -215,7 +251,11 @@ class _Walker:
             module, name = self.pending.pop()
             key = f"{module}:{name}"
             parsed = _module(module, self.root)
-            if key in self.trees or parsed is None or name not in parsed.definitions:
+            if key in self.trees or parsed is None:
+                continue
+            if name not in parsed.definitions:
+                if name in parsed.imports:  # a re-export: follow it to its definition
+                    self.resolve(parsed.imports[name], [])
                 continue
             definition = parsed.definitions[name]
             self.trees[key] = definition.tree
@@ -229,20 +269,23 @@ class _Walker:
                 self.add(module, head)
                 continue
             target = imports.get(head)
-            if target is None:
-                continue
-            if ":" in target:
-                source, imported = target.split(":", 1)
-                if _is_module(f"{source}.{imported}", self.root):  # a module imported by name
-                    self.module_attribute(f"{source}.{imported}", rest)
-                elif source.split(".")[0] == PACKAGE:
-                    self.add(source, imported)
-                elif source.split(".")[0] not in _repo_packages():
-                    self.libraries.add(source.split(".")[0])
-            elif target.split(".")[0] == PACKAGE:
-                self.module_attribute(target, rest)
-            elif target.split(".")[0] not in _repo_packages():
-                self.libraries.add(target.split(".")[0])
+            if target is not None:
+                self.resolve(target, rest)
+
+    def resolve(self, target: str, rest: list[str]) -> None:
+        """Follow an import target (``pkg.module`` or ``pkg.module:name``) and attributes."""
+        if ":" in target:
+            source, imported = target.split(":", 1)
+            if _is_module(f"{source}.{imported}", self.root):  # a module imported by name
+                self.module_attribute(f"{source}.{imported}", rest)
+            elif source.split(".")[0] == PACKAGE:
+                self.add(source, imported)
+            elif source.split(".")[0] not in _repo_packages():
+                self.libraries.add(source.split(".")[0])
+        elif target.split(".")[0] == PACKAGE:
+            self.module_attribute(target, rest)
+        elif target.split(".")[0] not in _repo_packages():
+            self.libraries.add(target.split(".")[0])
 
     def module_attribute(self, module: str, attrs: list[str]) -> None:
         path = module.split(".")
@@ -267,21 +310,26 @@ def _function_definition(function: Callable[..., Any]) -> tuple[str, _Module, _D
     path = _repo_module_file(name)
     module = _parsed(path, path.stat().st_mtime_ns) if path else _Module({}, {})
     node: ast.AST
+    code = function.__code__
     try:
-        node = ast.parse(textwrap.dedent(inspect.getsource(function))).body[0]
+        source = textwrap.dedent(inspect.getsource(function))
     except OSError:  # no source (built at run time): its compiled code stands in
-        code = function.__code__
-        return name, module, _Definition(repr((code.co_code, code.co_consts, code.co_names)),
-                                         frozenset(code.co_names), ())
-    except SyntaxError:  # a lambda: its source lines hold more than the lambda
-        if path is None:
-            raise
-        line = function.__code__.co_firstlineno
+        return name, module, _Definition(repr(_code_shape(code)), frozenset(code.co_names), ())
+    if function.__name__ == "<lambda>" and path is not None:
+        # Its source lines hold more than the lambda; the lambda itself is what counts.
         node = next(n for n in ast.walk(ast.parse(path.read_text()))
-                    if isinstance(n, ast.Lambda) and n.lineno == line)
+                    if isinstance(n, ast.Lambda) and n.lineno == code.co_firstlineno)
+    else:
+        node = ast.parse(source).body[0]
     if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
         node.name = "compute"  # the logic counts, not what the function is called
     return name, module, _definition(node)
+
+
+def _code_shape(code: Any) -> tuple[Any, ...]:
+    """A code object's instructions, names and constants, nested code objects included."""
+    consts = tuple(_code_shape(c) if hasattr(c, "co_code") else c for c in code.co_consts)
+    return (code.co_code, code.co_names, consts)
 
 
 # Libraries another one calls on to shape bytes (torch's ONNX exporter runs onnxscript).

@@ -178,3 +178,33 @@ def test_helpers_beside_the_compute_function_are_followed():
     fingerprint = code_fingerprint("pipelines.stages.quantization",
                                    functions=(lambda key: _stage_helper(key),))
     assert "tests.unit.test_recipe:_stage_helper" in fingerprint.definitions
+
+
+def test_re_exports_conditional_definitions_and_item_assignments_are_followed(package):
+    (package / "reexport.py").write_text(
+        "from pipelines.features import onnx_feeds\n\n"
+        "TABLE = {}\nTABLE['k'] = 1\n\n"
+        "if True:\n    def helper():\n        return TABLE\n")
+    (package / "stages" / "probe.py").write_text(
+        "from pipelines.reexport import helper, onnx_feeds\n\n\n"
+        "def build():\n    return onnx_feeds, helper()\n")
+    first = code_fingerprint("pipelines.stages.probe", root=package)
+    assert {"pipelines.features:onnx_feeds", "pipelines.reexport:helper",
+            "pipelines.reexport:TABLE"} <= set(first.definitions)
+    _edit(package / "reexport.py", "TABLE['k'] = 1", "TABLE['k'] = 2")
+    assert code_fingerprint("pipelines.stages.probe", root=package).code != first.code
+
+
+def test_relative_imports_are_refused(package):
+    (package / "stages" / "probe.py").write_text("from .raw import snapshot_source\n")
+    with pytest.raises(ValueError, match="relative and star imports"):
+        code_fingerprint("pipelines.stages.probe", root=package)
+
+
+def test_a_lambda_keys_on_itself_not_on_the_lines_around_it():
+    a = [lambda key: _stage_helper(key),
+         ]
+    b = [lambda key: _stage_helper(key)]
+    stage = "pipelines.stages.quantization"
+    assert (code_fingerprint(stage, functions=(a[0],)).code
+            == code_fingerprint(stage, functions=(b[0],)).code)
