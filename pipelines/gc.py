@@ -79,7 +79,7 @@ def plan(store: ArtifactStore, roots: Iterable[str], grace_s: float = 3600.0) ->
     result = Plan(keep=closure(store, set(roots) | pinned(store) | deployed_roots(store)))
     now = time.time()
     # A temp file inside the grace period may belong to a write still in progress.
-    result.temp = [path for path, info in store.temp_files() if now - _mtime(info) >= grace_s]
+    result.temp = old_temp_files(store, grace_s, now)
     for path, content_hash, info in store.object_files():
         if content_hash is None or content_hash in result.keep:
             continue
@@ -97,6 +97,15 @@ def plan(store: ArtifactStore, roots: Iterable[str], grace_s: float = 3600.0) ->
         if record.get("content_hash") in gone:
             result.stale_keys.append(path)
     return result
+
+
+def old_temp_files(store: ArtifactStore, grace_s: float, now: float | None = None) -> list[str]:
+    """Temp files of cut-off writes older than the grace period.
+
+    Younger ones may belong to writes still in progress.
+    """
+    now = time.time() if now is None else now
+    return [path for path, info in store.temp_files() if now - _mtime(info) >= grace_s]
 
 
 def _mtime(info: dict) -> float:

@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import time
 from dataclasses import dataclass, field
 
-from pipelines.hashing import FRAME_PREFIX, hash_bytes, hash_frame
+from pipelines.gc import old_temp_files
+from pipelines.hashing import FRAME_PREFIX, hash_frame, hash_stream
 from pipelines.store import ArtifactStore
 
 
@@ -50,20 +50,19 @@ class Report:
         return not self.problems
 
 
-def _json(store: ArtifactStore, path: str) -> object:
-    return json.loads(store.fs.cat_file(path))
-
-
 def _check_memo(store: ArtifactStore, report: Report) -> None:
     for path in store.memo_files():
-        report.memo_entries += 1
         try:
-            record = _json(store, path)
-            content_hash = record["content_hash"]  # type: ignore[index]
+            record = json.loads(store.fs.cat_file(path))
+            content_hash = record["content_hash"]
+        except FileNotFoundError:  # removed by a gc running meanwhile: nothing to check
+            continue
         except (ValueError, KeyError, TypeError):
+            report.memo_entries += 1
             report.problems.append(Problem(path, "memo entry is not a readable result record",
                                            "delete it (the stage recomputes on its next run)"))
             continue
+        report.memo_entries += 1
         if not store.has(content_hash):
             report.problems.append(Problem(
                 path, f"memo entry points at {content_hash}, which is not in the store",
@@ -76,7 +75,7 @@ def _check_manifest_files(store: ArtifactStore, content_hash: str, where: str,
                           report: Report) -> None:
     try:
         manifest = json.loads(store.get_bytes(content_hash))
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, KeyError):  # not a manifest, or gc took it
         return
     if not (isinstance(manifest, dict) and {"kind", "files"} <= set(manifest)):
         return
@@ -91,26 +90,44 @@ def _check_objects(store: ArtifactStore, report: Report) -> None:
     for path, content_hash, _ in store.object_files():
         if content_hash is None:
             continue
+        try:
+            rehashed = _rehash(store, path, content_hash)
+        except FileNotFoundError:  # removed by a gc running meanwhile
+            continue
         report.objects += 1
-        data = bytes(store.fs.cat_file(path))
-        if _rehash(content_hash, data) != content_hash:
+        if rehashed != content_hash:
             report.problems.append(Problem(
                 path, "content does not hash to its name (corrupted or truncated)",
                 "delete it; make gc then drops the memo entries that name it and the stage "
                 "recomputes (a deployed model: make reproduce)"))
 
 
-def _rehash(content_hash: str, data: bytes) -> str | None:
+def _rehash(store: ArtifactStore, path: str, content_hash: str) -> str | None:
+    """The hash an object's content gives, computed the way its name says."""
     if not content_hash.startswith(FRAME_PREFIX):
-        return hash_bytes(data)
-    import io
+        with store.fs.open(path, "rb") as f:  # streamed: raw snapshots may be large
+            rehashed = hash_stream(f)
+        if rehashed == content_hash:
+            return rehashed
+        # A frame written before frames had a prefix of their own: named by its logical
+        # hash under b3:. It is sound if its logical hash is its name.
+        frame = _frame_hash(store, path)
+        return content_hash if frame and frame.split(":")[1] == content_hash.split(":")[1] \
+            else rehashed
+    return _frame_hash(store, path)
 
+
+def _frame_hash(store: ArtifactStore, path: str) -> str | None:
     import pandas as pd
 
-    try:
-        return hash_frame(pd.read_parquet(io.BytesIO(data)))
-    except Exception:  # any reader error means the bytes are not the frame named
-        return None
+    with store.fs.open(path, "rb") as f:
+        if f.read(4) != b"PAR1":
+            return None
+        f.seek(0)
+        try:
+            return hash_frame(pd.read_parquet(f))
+        except Exception:  # any reader error means the bytes are not the frame named
+            return None
 
 
 def _check_history(store: ArtifactStore, report: Report) -> None:
@@ -170,11 +187,7 @@ def verify_store(store: ArtifactStore, grace_s: float = 3600.0) -> Report:
     _check_objects(store, report)
     _check_memo(store, report)
     _check_history(store, report)
-    now = time.time()
-    for path, info in store.temp_files():
-        from pipelines.gc import _mtime
-
-        if now - _mtime(info) >= grace_s:
-            report.problems.append(Problem(path, "temp file left by a cut-off write",
-                                           "make gc removes it"))
+    for path in old_temp_files(store, grace_s):
+        report.problems.append(Problem(path, "temp file left by a cut-off write",
+                                       "make gc removes it"))
     return report

@@ -135,3 +135,20 @@ def test_verify_job_fails_naming_the_problem(tmp_path, monkeypatch):
     failure = next(e for e in result.all_events if e.is_step_failure)
     text = failure.step_failure_data.user_failure_data.description
     assert "1 problem " in text and hashes["card"] in text and "not in the store" in text
+
+
+def test_a_frame_stored_before_frames_had_their_own_prefix_still_verifies(tmp_path):
+    import pandas as pd
+
+    from pipelines.artifacts import frame_bytes
+    from pipelines.hashing import HASH_PREFIX, hash_frame
+
+    store = ArtifactStore(tmp_path / "store")
+    frame = pd.DataFrame({"age": [39, 50]})
+    legacy = HASH_PREFIX + hash_frame(frame).split(":")[1]  # as older versions named it
+    store.put_bytes(frame_bytes(frame), content_hash=legacy)
+    assert verify_store(store).ok
+    data = bytearray(open(_path(store, legacy), "rb").read())
+    data[len(data) // 2] ^= 0xFF
+    open(_path(store, legacy), "wb").write(bytes(data))
+    assert not verify_store(store).ok
