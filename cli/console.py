@@ -146,7 +146,8 @@ class ProgressWatcher:
     def __exit__(self, *exc: Any) -> None:
         self._stop.set()
         self._thread.join(timeout=10)
-        self.poll()  # whatever arrived after the last tick
+        if not self._thread.is_alive():  # else it is still polling: one poller per cursor
+            self.poll()  # whatever arrived after the last tick
 
     def _loop(self) -> None:
         while not self._stop.wait(self.interval_s):

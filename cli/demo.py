@@ -109,7 +109,11 @@ def main() -> int:
     result = run_chain(progress=sys.stdout)
     total = time.perf_counter() - start
     if not result.success:
-        raise CommandFailed(failure_message(result))
+        failed = [e for e in result.all_events if e.is_step_failure]
+        # A refusal with its own message (bad input, a spec mistake) is the user's to fix:
+        # status 2; an unexpected error inside a step: status 1.
+        user = failed and all(e.step_failure_data.user_failure_data for e in failed)
+        raise CommandFailed(failure_message(result), code=2 if user else 1)
     rows = summary(result)
     print(f"\n{'asset':<20} {'cache':<6} {'content hash / outcome':<31} {'seconds':>8}")
     for r in rows:
