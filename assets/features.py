@@ -96,7 +96,7 @@ def build_ingest_assets(spec: DatasetSpec) -> dg.AssetsDefinition:
         labels = _labels_version(dataset, production)
         raw_events = list(materialize_stage(
             context, asset="raw_data", store=st,
-            modules=("pipelines.stages.raw", "pipelines.production"),
+            modules=("pipelines.stages.raw",),
             config=dataset.stage_config("raw_data"),
             inputs={"source": source_hash} | ({"labelled": labels} if labels else {}),
             compute=lambda key: _snapshot(dataset, st, production, labels is not None,

@@ -58,6 +58,7 @@ BASE_LIBRARIES = ("numpy", "pandas", "pyarrow")
 # (The spec's models and YAML are here: the parsed settings themselves enter the key.)
 NON_SHAPING_LIBRARIES = frozenset({"dagster", "mlflow", "fsspec", "s3fs", "lakefs",
                                    "tenacity", "filelock", "pydantic", "yaml", "sqlalchemy",
+                                   "blake3",
                                    PACKAGE})
 # Import names whose distribution name differs (others are looked up in the metadata).
 _DISTRIBUTIONS = {"sklearn": "scikit-learn", "yaml": "pyyaml", "great_expectations":
