@@ -38,7 +38,8 @@ def test_stage_config_separates_concerns(monkeypatch):
     spec = load_spec(REPO / "datasets" / "demo.yaml")
     assert "training" not in spec.stage_config("validated_features")
     assert "path" not in spec.stage_config("validated_features")["source"]
-    assert "columns" not in spec.stage_config("trained_weights")
+    # Training takes the columns' names (its drift reference keeps them), not their rules.
+    assert spec.stage_config("trained_weights")["columns"] == list(spec.columns)
 
 
 def test_category_limits_default_and_override(tmp_path):
