@@ -15,7 +15,7 @@ import json
 import uuid
 from typing import Any
 
-from pipelines.store import ArtifactStore
+from pipelines.store import ArtifactStore, is_temp
 
 EDGE_MODEL = "model_int8.onnx"
 EDGE_MANIFEST = "manifest.json"
@@ -97,7 +97,7 @@ def _is_local(fs: Any) -> bool:
 
 def is_edge_temp(name: str) -> bool:
     """A temp file a cut-off publication left (``.<file>.tmp-<id>``, or ``.<file>.tmp``)."""
-    return name.startswith(".") and (".tmp-" in name or name.endswith(".tmp"))
+    return name.startswith(".") and (is_temp(name) or name.endswith(".tmp"))
 
 
 def check_edge(target: str, model_name: str, version: int | None,
@@ -116,8 +116,7 @@ def check_edge(target: str, model_name: str, version: int | None,
     for name, data in files.items():
         if name not in present:
             problems.append(f"{name} missing")
-        elif hashlib.sha256(bytes(fs.cat_file(present[name]))).hexdigest() != hashlib.sha256(
-                data).hexdigest():
+        elif bytes(fs.cat_file(present[name])) != data:  # equal bytes, equal sha256
             problems.append(f"{name} does not match its sha256")
     return problems, sorted(p for n, p in present.items() if is_edge_temp(n))
 
