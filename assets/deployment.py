@@ -2,36 +2,45 @@
 
 import dagster as dg
 
+from assets.naming import ins, key
+from pipelines.spec import DatasetSpec
 from resources.refs import ArtifactRef
-from resources.store import ArtifactStoreResource, DatasetSpecResource, MlflowResource
+from resources.store import ArtifactStoreResource, MlflowResource
 
 
-@dg.asset(group_name="serving", kinds={"onnx"},
-          description="Checks the gate verdict stored with the model card; a model that "
-                      "passed is appended to the deployment history (canary beside the stable "
-                      "model, or stable) and its int8 edge bundle is published. A blocked "
-                      "model is recorded as rejected and nothing changes. Head, edge bundles "
-                      "and MLflow aliases that a killed run left out of line with the "
-                      "history are repaired first (metadata `repaired`).")
-def deployment(context: dg.AssetExecutionContext, trained_weights: ArtifactRef,
-               quantized_weights: ArtifactRef, model_card: ArtifactRef,
-               spec: DatasetSpecResource, store: ArtifactStoreResource,
-               mlflow: MlflowResource) -> dg.MaterializeResult:
-    from pipelines.stages.deployment import publish
-    from pipelines.targets import EdgeBundleTooLarge
+def build_deployment(spec: DatasetSpec) -> dg.AssetsDefinition:
+    @dg.asset(key=key(spec, "deployment"), group_name=spec.name, kinds={"onnx"},
+              ins=ins(spec, "trained_weights", "quantized_weights", "model_card"),
+              description="Checks the gate verdict stored with the model card; a model that "
+                          "passed is appended to the deployment history (canary beside the "
+                          "stable model, or stable) and its int8 edge bundle is published. A "
+                          "blocked model is recorded as rejected and nothing changes. Head, "
+                          "edge bundles and MLflow aliases that a killed run left out of line "
+                          "with the history are repaired first (metadata `repaired`).")
+    def deployment(context: dg.AssetExecutionContext, trained_weights: ArtifactRef,
+                   quantized_weights: ArtifactRef, model_card: ArtifactRef,
+                   store: ArtifactStoreResource, mlflow: MlflowResource) -> dg.MaterializeResult:
+        from pipelines.stages.deployment import publish
+        from pipelines.targets import EdgeBundleTooLarge
 
-    dataset = spec.get()
-    try:
-        result = publish(dataset, store.get(), tracking_uri=mlflow.tracking_uri,
-                         trained_weights=trained_weights.content_hash,
-                         quantized_weights=quantized_weights.content_hash,
-                         model_card=model_card.content_hash,
-                         actor=f"dagster run {context.run_id}", log=context.log.info)
-    except EdgeBundleTooLarge as exc:
-        raise dg.Failure(description=str(exc)) from exc
+        try:
+            result = publish(spec, store.get(), tracking_uri=mlflow.tracking_uri,
+                             trained_weights=trained_weights.content_hash,
+                             quantized_weights=quantized_weights.content_hash,
+                             model_card=model_card.content_hash,
+                             actor=f"dagster run {context.run_id}", log=context.log.info)
+        except EdgeBundleTooLarge as exc:
+            raise dg.Failure(description=str(exc)) from exc
+        return deployment_result(spec.name, result)
+
+    return deployment
+
+
+def deployment_result(model: str, result) -> dg.MaterializeResult:
+    """The materialization of one deployment step: outcome, versions and where things are."""
     state = result["state"]
     metadata = {
-        "outcome": result["outcome"], "version": str(result["version"]),
+        "model": model, "outcome": result["outcome"], "version": str(result["version"]),
         "stable_version": str((state["stable"] or {}).get("version", "none")),
         "canary_version": str((state["canary"] or {}).get("version", "none")),
         "history_entry": state["seq"],

@@ -8,108 +8,83 @@ the error names their hash. Both assets keep their own memo entries.
 import dagster as dg
 
 from assets.memo import materialize_stage
+from assets.naming import key
 from pipelines.ingest import InputError, local_source_path
 from pipelines.spec import DatasetSpec
-from resources.store import (
-    ArtifactStoreResource,
-    DatasetSpecResource,
-    LakeFSResource,
-    ProductionResource,
-)
-
-
-def _snapshot(dataset, store, production, with_labels: bool, lakefs_source=None):
-    from pipelines.stages.raw import snapshot_source
-
-    labelled = None
-    if with_labels:
-        from pipelines.production import labelled_predictions, training_rows
-
-        joined = labelled_predictions(production.path(), production.stat_cache())
-        labelled = training_rows(joined, dataset) if len(joined) else None
-    return snapshot_source(dataset, store, labelled, lakefs_source=lakefs_source)
-
-
-def _labels_version(dataset, production) -> str | None:
-    """Content hash of label files and the prediction log, when labelled rows are taken in."""
-    from pipelines.production import LABEL_GLOBS, fingerprint, scan
-
-    if not dataset.monitoring.include_labelled_rows:
-        return None
-    root = production.path()
-    labels = scan(root, production.stat_cache(), LABEL_GLOBS)
-    if not labels:
-        return None
-    logs = scan(root, production.stat_cache(), ("predictions/*/*.parquet",))
-    return fingerprint(labels + logs, root)
-
-
-def _features(dataset, store, raw_hash: str):
-    # Imported on a miss only: the cache-hit path loads no heavy library.
-    from pipelines.stages.features import build_features
-
-    return build_features(dataset, store, store.get_manifest(raw_hash))
+from resources.store import ArtifactStoreResource, LakeFSResource, ProductionResource
 
 
 def build_ingest_assets(spec: DatasetSpec) -> dg.AssetsDefinition:
     """The two assets, with validation checks built from the spec when definitions load."""
     from pipelines.validation import check_names
 
-    checks = [dg.AssetCheckSpec(name, asset="validated_features", description=desc,
+    checks = [dg.AssetCheckSpec(name, asset=key(spec, "validated_features"), description=desc,
                                 blocking=True) for name, desc in check_names(spec)]
 
     @dg.multi_asset(
-        outs={
-            "raw_data": dg.AssetOut(
-                group_name="data",
-                description="Byte-exact snapshot of the source in the content-addressed store."),
-            "validated_features": dg.AssetOut(
-                group_name="features",
-                description="Rows that pass the spec's Great Expectations suite, typed, "
-                            "labelled and split; failing rows are quarantined with reasons."),
-        },
-        deps=["raw_source"],
-        internal_asset_deps={"raw_data": {dg.AssetKey("raw_source")},
-                             "validated_features": {dg.AssetKey("raw_data")}},
-        check_specs=checks, can_subset=False, name="ingest",
+        name=f"{spec.name}_ingest", group_name=spec.name, check_specs=checks, can_subset=False,
+        outs={"raw_data": dg.AssetOut(
+                  key=key(spec, "raw_data"),
+                  description="Byte-exact snapshot of the source in the content-addressed "
+                              "store."),
+              "validated_features": dg.AssetOut(
+                  key=key(spec, "validated_features"),
+                  description="Rows that pass the spec's Great Expectations suite, typed, "
+                              "labelled and split; failing rows are quarantined with reasons.")},
+        deps=[key(spec, "raw_source")],
+        internal_asset_deps={"raw_data": {key(spec, "raw_source")},
+                             "validated_features": {key(spec, "raw_data")}},
     )
-    def ingest(context: dg.AssetExecutionContext, spec: DatasetSpecResource,
-               store: ArtifactStoreResource, production: ProductionResource,
-               lakefs: LakeFSResource):
-        dataset, st = spec.get(), store.get()
+    def ingest(context: dg.AssetExecutionContext, store: ArtifactStoreResource,
+               production: ProductionResource, lakefs: LakeFSResource):
         from pipelines.lakefs import is_lakefs
 
+        st, root, cache = store.get(), production.path(spec.name), production.stat_cache()
         lakefs_source = None
-        if is_lakefs(dataset.source.path):
+        if is_lakefs(spec.source.path):
             # Resolved once: the snapshot reads the object at this commit, whatever the
             # branch does meanwhile; an untouched object keeps its recipe key.
             client = lakefs.client()
-            version = lakefs.source_version(dataset.source.path, client)
+            version = lakefs.source_version(spec.source.path, client)
             lakefs_source, source_hash = (client, version), version.content_key
-            context.log.info(f"source {dataset.source.path} is {version.pinned_uri}")
+            context.log.info(f"source {spec.source.path} is {version.pinned_uri}")
         else:
             try:
-                path = local_source_path(dataset.source.path)
-                source_hash, _ = store.stat_cache().file_hash(path)
+                source_hash, _ = store.stat_cache().file_hash(local_source_path(spec.source.path))
             except InputError as exc:
                 raise dg.Failure(description=str(exc)) from None
-        labels = _labels_version(dataset, production)
+        labels = None
+        if spec.monitoring.include_labelled_rows:
+            from pipelines.production import labels_version
+
+            labels = labels_version(root, cache)
+
+        def snapshot(recipe: str):
+            from pipelines.production import labelled_training_rows
+            from pipelines.stages.raw import snapshot_source
+
+            rows = labelled_training_rows(root, cache, spec) if labels else None
+            return snapshot_source(spec, st, rows, lakefs_source=lakefs_source)
+
+        def features(recipe: str):
+            # Imported on a miss only: the cache-hit path loads no heavy library.
+            from pipelines.stages.features import build_features
+
+            return build_features(spec, st, st.get_manifest(raw_hash))
+
         raw_events = list(materialize_stage(
-            context, asset="raw_data", store=st,
-            modules=("pipelines.stages.raw",),
-            config=dataset.stage_config("raw_data"),
+            context, asset="raw_data", model=spec.name, store=st,
+            modules=("pipelines.stages.raw",), config=spec.stage_config("raw_data"),
             inputs={"source": source_hash} | ({"labelled": labels} if labels else {}),
-            compute=lambda key: _snapshot(dataset, st, production, labels is not None,
-                                          lakefs_source),
-            output_name="raw_data"))
+            compute=snapshot, output_name="raw_data"))
         raw_hash = raw_events[0].value.content_hash
         try:
             feature_events = list(materialize_stage(
-                context, asset="validated_features", store=st,
+                context, asset="validated_features", model=spec.name, store=st,
                 modules=("pipelines.stages.features",),
-                config=dataset.stage_config("validated_features"),
+                config=spec.stage_config("validated_features"),
                 inputs={"raw_data": raw_hash}, output_name="validated_features",
-                compute=lambda key: _features(dataset, st, raw_hash)))
+                compute=features))
         except dg.Failure as exc:
             # The first line stays the one a user reads; the snapshot's hash follows it.
             raise dg.Failure(description=f"{exc.description}\n(The rejected snapshot is kept "

@@ -30,12 +30,13 @@ def _metadata_value(value: Any) -> Any:
     return value
 
 
-def _check_results(checks: list[dict[str, Any]], asset: str) -> Iterator[dg.AssetCheckResult]:
+def _check_results(checks: list[dict[str, Any]],
+                   asset_key: dg.AssetKey) -> Iterator[dg.AssetCheckResult]:
     for check in checks:
         severity = (dg.AssetCheckSeverity.WARN if check.get("row_level", True)
                     else dg.AssetCheckSeverity.ERROR)
         yield dg.AssetCheckResult(
-            asset_key=asset, check_name=check["name"], passed=bool(check["passed"]),
+            asset_key=asset_key, check_name=check["name"], passed=bool(check["passed"]),
             severity=severity,
             metadata={"column": check.get("column", ""), "rule": check.get("rule", ""),
                       "failed_rows": int(check.get("failed_rows", 0)),
@@ -52,6 +53,7 @@ def materialize_stage(
     context: dg.AssetExecutionContext,
     *,
     asset: str,
+    model: str,
     store: ArtifactStore,
     modules: tuple[str, ...],
     config: dict[str, Any],
@@ -64,7 +66,8 @@ def materialize_stage(
 
     Args:
         context: The asset's execution context.
-        asset: Asset name (first part of the memo key).
+        asset: The stage's name (first part of the recipe key).
+        model: The model (dataset spec name): each model keeps its own memo table.
         store: The artifact store.
         modules: The stage's ``pipelines`` modules; they and the compute function, with
             the ``pipelines`` code they reach, are the stage's code fingerprint.
@@ -77,27 +80,28 @@ def materialize_stage(
     """
     start = time.perf_counter()
     key = recipe_key(asset, code_fingerprint(*modules, functions=(compute,)), config, inputs)
-    record = store.lookup(asset, key)
+    table = f"{model}/{asset}"
+    record = store.lookup(table, key)
     cache = "hit" if record else "miss"
     if record is None:
         context.log.info(f"{asset}: cache miss for recipe {key[:19]}…; computing")
         try:
             result = compute(key)
         except StageFailure as exc:
-            yield from _check_results(exc.checks, asset)
+            yield from _check_results(exc.checks, dg.AssetKey([model, asset]))
             raise dg.Failure(description=str(exc)) from exc
         manifest = save_result(store, result)
         if on_saved is not None:
             on_saved(manifest.content_hash, result)
         record = {"content_hash": manifest.content_hash, "metadata": result.metadata,
                   "checks": result.checks}
-        store.record(asset, key, record)
+        store.record(table, key, record)
     else:
         context.log.info(f"{asset}: cache hit for recipe {key[:19]}…")
     content_hash = record["content_hash"]
     metadata = {k: _metadata_value(v) for k, v in record["metadata"].items()}
-    metadata |= {"recipe_key": key, "content_hash": content_hash, "cache": cache,
+    metadata |= {"model": model, "recipe_key": key, "content_hash": content_hash, "cache": cache,
                  "seconds": round(time.perf_counter() - start, 4)}
     yield dg.Output(ArtifactRef(asset, content_hash), output_name=output_name,
                     data_version=dg.DataVersion(content_hash), metadata=metadata)
-    yield from _check_results(record["checks"], asset)
+    yield from _check_results(record["checks"], dg.AssetKey([model, asset]))

@@ -73,12 +73,11 @@ def main(repeats: int = 7) -> float:
         write_breast_cancer(state / "data" / "breast_cancer.parquet")
         (state / "dagster").mkdir()
         from definitions import build_definitions
-        from pipelines.spec import load_spec
+        from pipelines.catalog import selected_spec
         from pipelines.validation import check_names
-        from resources.settings import spec_path
 
         defs = build_definitions()
-        names = [n for n, _ in check_names(load_spec(spec_path()))]
+        names = [n for n, _ in check_names(selected_spec())]
         empty = empty_chain(names, str(state / "refs"))
         instance = dg.DagsterInstance.local_temp(
             tempdir=str(state / "dagster"), overrides={"telemetry": {"enabled": False}})

@@ -11,10 +11,11 @@ from pathlib import Path
 
 def main() -> None:
     from pipelines.artifacts import save_result
+    from pipelines.catalog import selected_spec
     from pipelines.devices import training_device
     from pipelines.ingest import StatCache, local_source_path
+    from pipelines.paths import mlflow_uri, optuna_url, state_dir
     from pipelines.recipe import code_fingerprint, recipe_key, thread_count
-    from pipelines.spec import load_spec
     from pipelines.stages.features import build_features
     from pipelines.stages.model_card import build_card
     from pipelines.stages.quantization import build_variants
@@ -22,9 +23,8 @@ def main() -> None:
     from pipelines.stages.training import build_trained_weights
     from pipelines.store import ArtifactStore
     from pipelines.tracking import TrainingLog, log_card
-    from resources.settings import mlflow_uri, optuna_url, spec_path, state_dir
 
-    state, spec = state_dir(), load_spec(spec_path())
+    state, spec = state_dir(), selected_spec()
     store = ArtifactStore(state / "store")
     uri = mlflow_uri(state)
 

@@ -185,7 +185,7 @@ def run_command(main: Callable[[], int], command: str) -> int:
     then its one line, last, and exits 2; anything else does the same with exit status 1
     (the log has the traceback).
     """
-    from resources.settings import state_dir
+    from pipelines.paths import state_dir
 
     path = log_path(state_dir(), command)
     with logged_stderr(path) as terminal:

@@ -1,22 +1,41 @@
-"""Run the whole chain once on the local instance and print what each asset did.
+"""Run every model's chain once on the local instance and print what each asset did.
 
-Usage: ``python -m cli.demo`` (``make demo``). Prints each asset as it finishes and the
-stages' progress, then a table of asset, cache hit or miss, content hash and seconds, and
-where the model card is. Dagster's own log goes to ``$TIDELINE_HOME/logs/`` (``VERBOSE=1``
-shows it here too); a refused run ends with one line saying what to fix, exit status 2.
+Usage: ``python -m cli.demo`` (``make demo``; ``make demo SPEC=adult`` runs one model). By
+default every spec in the datasets folder whose data is present runs (the bundled demo
+always; Adult when ``TIDELINE_ADULT_CSV`` points at its CSV). Prints each asset as it
+finishes and the stages' progress, then a table of model, stage, cache hit or miss,
+content hash and seconds, and where each model card is. Dagster's own log goes to
+``$TIDELINE_HOME/logs/`` (``VERBOSE=1`` shows it here too). A spec that fails to load is
+reported in one line and the other models still run; a refused run ends with one line
+saying what to fix, exit status 2.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 
-def run_chain(instance=None, progress=None):
-    """Execute ``training_job`` in process; returns the Dagster result.
+@dataclass(frozen=True)
+class Row:
+    """One line of the summary table."""
+
+    model: str
+    stage: str
+    cache: str
+    content_hash: str
+    seconds: float
+
+
+def run_chain(model: str, defs=None, instance=None, progress=None):
+    """Execute ``<model>_training_job`` in process; returns the Dagster result.
 
     Args:
+        model: The model (dataset spec name).
+        defs: The Definitions (default: built from the datasets folder).
         instance: The Dagster instance (default: the one ``DAGSTER_HOME`` names).
         progress: A stream for progress lines while the run executes (None: quiet).
     """
@@ -26,14 +45,15 @@ def run_chain(instance=None, progress=None):
     import dagster as dg
 
     from cli.console import ProgressWatcher
-    from definitions import defs
+    from definitions import build_definitions
     from resources.runs import host_tags, release_dead_runs
 
+    defs = defs or build_definitions()
     instance = instance or dg.DagsterInstance.get()
     # A run killed earlier (its process gone) would hold the training pool's slot for good.
     release_dead_runs(instance, log=lambda line: print(line, file=progress or sys.stderr,
                                                        flush=True))
-    job = defs.resolve_job_def("training_job")
+    job = defs.resolve_job_def(f"{model}_training_job")
     run_id = str(uuid.uuid4())
     watch = (ProgressWatcher(instance, run_id, progress) if progress is not None
              else contextlib.nullcontext())
@@ -42,27 +62,22 @@ def run_chain(instance=None, progress=None):
                                       tags=host_tags())
 
 
-def summary(result) -> list[dict]:
-    rows = []
+def summary(result) -> tuple[list[Row], dict | None]:
+    """The memoized stages' rows and the deployment's metadata (None if it did not run)."""
+    rows, deployed = [], None
     for event in result.get_asset_materialization_events():
         meta = {k: v.value for k, v in event.materialization.metadata.items()}
+        model, stage = event.asset_key.path[0], event.asset_key.path[-1]
         if "outcome" in meta:  # deployment: a change of state, not a memoized artifact
-            rows.append({"asset": event.asset_key.to_user_string(), "cache": "-",
-                         "content_hash": f"{meta['outcome']} v{meta['version']} "
-                                         f"({meta.get('role', 'not deployed')})",
-                         "seconds": 0.0, "meta": meta})
+            deployed = meta
             continue
-        rows.append({"asset": event.asset_key.to_user_string(), "cache": meta["cache"],
-                     "content_hash": str(meta["content_hash"]),
-                     "seconds": float(meta["seconds"])})
-    return rows
+        rows.append(Row(model, stage, str(meta["cache"]), str(meta["content_hash"]),
+                        float(meta["seconds"])))
+    return rows, deployed
 
 
-def export_card(content_hash: str, dest: Path) -> Path:
+def export_card(store, content_hash: str, dest: Path) -> Path:
     """Copy the card's Markdown, HTML and plots out of the store to a readable folder."""
-    from definitions import defs
-
-    store = defs.resources["store"].get()
     manifest = store.get_manifest(content_hash)
     dest.mkdir(parents=True, exist_ok=True)
     for name in ("card.md", "card.html", "roc.png", "calibration.png"):
@@ -70,20 +85,19 @@ def export_card(content_hash: str, dest: Path) -> Path:
     return dest / "card.html"
 
 
-def commit_run(result) -> str | None:
+def commit_run(defs, result, job: str) -> str | None:
     """With the store on lakeFS, commit what the run wrote.
 
     The daemon's lakefs_commit_sensor does this for the runs it sees; an in-process run
     has no daemon.
     """
-    from definitions import defs
     from pipelines.lakefs import commit_store, is_lakefs
 
     root = defs.resources["store"].root
     if not is_lakefs(root):
         return None
-    commit = commit_store(root, f"training_job run {result.run_id}",
-                          {"dagster_run_id": result.run_id, "dagster_job": "training_job"})
+    commit = commit_store(root, f"{job} run {result.run_id}",
+                          {"dagster_run_id": result.run_id, "dagster_job": job})
     print(f"lakeFS: {root} committed as {commit or '(nothing new to commit)'}")
     return commit
 
@@ -99,38 +113,99 @@ def failure_message(result) -> str:
     return f"{failed[0].step_key}: {step_failure_line(failed[0])}{more}"
 
 
-def main() -> int:
-    from cli.console import CommandFailed
-    from resources.settings import state_dir
+def data_present(spec) -> str | None:
+    """None when the spec's source can be read, else why not (one line)."""
+    from pipelines.ingest import InputError, local_source_path
+    from pipelines.lakefs import is_lakefs
 
-    print("running training_job (progress below; Dagster's log: $TIDELINE_HOME/logs/)",
-          flush=True)
+    if is_lakefs(spec.source.path):
+        return None
+    try:
+        local_source_path(spec.source.path)
+    except InputError as exc:
+        return str(exc)
+    return None
+
+
+def chosen_models(catalog, name: str | None) -> list[str]:
+    """``name`` alone, else every model whose data is present (each skip is said)."""
+    if name:
+        return [catalog.get(name).name]
+    models = []
+    for entry in catalog.entries:
+        missing = data_present(entry.spec)
+        if missing:
+            print(f"skipping {entry.name}: its data is not here ({missing})", flush=True)
+            continue
+        models.append(entry.name)
+    return models
+
+
+def print_table(rows: list[Row]) -> None:
+    print(f"\n{'model':<16} {'stage':<20} {'cache':<6} {'content hash / outcome':<31} "
+          f"{'seconds':>8}")
+    for r in rows:
+        print(f"{r.model:<16} {r.stage:<20} {r.cache:<6} {r.content_hash[:30]:<31} "
+              f"{r.seconds:>8.3f}")
+
+
+def run_model(defs, model: str) -> list[Row]:
+    """Run one model's chain, print its table and where its card and bundle are."""
+    from cli.console import CommandFailed
+    from pipelines.paths import state_dir
+
+    print(f"running {model}_training_job (progress below; Dagster's log: "
+          "$TIDELINE_HOME/logs/)", flush=True)
     start = time.perf_counter()
-    result = run_chain(progress=sys.stdout)
+    result = run_chain(model, defs, progress=sys.stdout)
     total = time.perf_counter() - start
     if not result.success:
         failed = [e for e in result.all_events if e.is_step_failure]
         # A refusal with its own message (bad input, a spec mistake) is the user's to fix:
         # status 2; an unexpected error inside a step: status 1.
         user = failed and all(e.step_failure_data.user_failure_data for e in failed)
-        raise CommandFailed(failure_message(result), code=2 if user else 1)
-    rows = summary(result)
-    print(f"\n{'asset':<20} {'cache':<6} {'content hash / outcome':<31} {'seconds':>8}")
-    for r in rows:
-        print(f"{r['asset']:<20} {r['cache']:<6} {r['content_hash'][:30]:<31} "
-              f"{r['seconds']:>8.3f}")
-    print(f"{'total (run)':<59} {total:>8.3f}")
-    commit_run(result)
-    card = next(r for r in rows if r["asset"] == "model_card")
-    path = export_card(card["content_hash"], state_dir() / "model_cards" / "latest")
+        raise CommandFailed(f"{model}: {failure_message(result)}", code=2 if user else 1)
+    rows, deployed = summary(result)
+    outcome = (f"{deployed['outcome']} v{deployed['version']}" if deployed else "not run")
+    print_table([*rows, Row(model, "deployment", "-", outcome, 0.0)])
+    print(f"{'total (run)':<76} {total:>8.3f}")
+    commit_run(defs, result, f"{model}_training_job")
+    card = next(r for r in rows if r.stage == "model_card")
+    store = defs.resources["store"].get()
+    path = export_card(store, card.content_hash, state_dir() / "model_cards" / model)
     print(f"\nmodel card: {path}\n            {path.with_suffix('.md')}")
-    deployed = next((r for r in rows if r["asset"] == "deployment"), None)
-    if deployed:
-        meta = deployed["meta"]
-        print(f"deployment: stable v{meta['stable_version']}, canary "
-              f"v{meta['canary_version']}" + (f"; edge bundle {meta['edge_bundle']}"
-                                              if "edge_bundle" in meta else "")
+    if deployed and deployed["outcome"] != "rejected":
+        canary = deployed["canary_version"]
+        print(f"deployment: stable v{deployed['stable_version']}"
+              + (f", canary v{canary}" if canary != "none" else ", no canary")
+              + (f"; edge bundle {deployed['edge_bundle']}" if "edge_bundle" in deployed
+                 else "")
               + "\n            serve it: make serve (API key: make api-key)")
+    elif deployed:
+        print(f"deployment: not deployed ({deployed.get('reason', 'the gate blocked it')})")
+    return rows
+
+
+def main() -> int:
+    from cli.console import CommandFailed
+    from definitions import build_definitions
+    from pipelines.catalog import load_catalog
+
+    catalog = load_catalog()
+    for error in catalog.errors:
+        print(f"error: {error.message}", file=sys.stderr, flush=True)
+    models = chosen_models(catalog, os.environ.get("TIDELINE_MODEL") or None)
+    if not models:
+        raise CommandFailed("no model to run: no spec in the datasets folder has its data "
+                            "here (see the lines above)")
+    defs = build_definitions(catalog)
+    for i, model in enumerate(models):
+        if i:
+            print()
+        run_model(defs, model)
+    if catalog.errors:
+        raise CommandFailed(f"{len(catalog.errors)} dataset spec(s) failed to load and were "
+                            f"left out: {catalog.errors[0].message}")
     return 0
 
 

@@ -33,12 +33,12 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def _context():
-    from pipelines.spec import load_spec
+    from pipelines.catalog import selected_spec
+    from pipelines.paths import state_dir, store_root
     from pipelines.store import ArtifactStore
-    from resources.settings import spec_path, state_dir, store_root
 
     state = state_dir()
-    spec = load_spec(spec_path())
+    spec = selected_spec()
     return ArtifactStore(store_root(state)), spec, state
 
 
@@ -92,8 +92,8 @@ def repair(store, spec, state_folder) -> bool:
 
     Returns whether everything could be repaired.
     """
+    from pipelines.paths import mlflow_uri
     from pipelines.repair import repair as run_repair
-    from resources.settings import mlflow_uri
 
     report = run_repair(store, spec.name, edge_target=spec.deployment.edge.target,
                         tracking_uri=mlflow_uri(state_folder))
@@ -140,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"API key {args.name or 'default'!r} (shown once; only its sha256 is kept "
                   f"in {path}):\n{key}")
         elif args.action == "sync-aliases":
-            from resources.settings import mlflow_uri
+            from pipelines.paths import mlflow_uri
 
             _commit_lakefs(store, name)
             print(deploy.sync_aliases(store, mlflow_uri(state_folder), name))

@@ -54,8 +54,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from cli.demo import run_chain
     from pipelines import deploy
+    from pipelines.paths import state_dir, store_root
     from pipelines.store import ArtifactStore
-    from resources.settings import state_dir, store_root
 
     state = state_dir()
     store = ArtifactStore(store_root(state))
@@ -141,10 +141,9 @@ def _send(httpx, url, key, rows, scale: float, seed: int, n: int = 250):
     """Send held-out rows (without replacement while there are enough), sizes × scale."""
     import json
 
-    from pipelines.spec import load_spec
-    from resources.settings import spec_path
+    from pipelines.catalog import selected_spec
 
-    spec = load_spec(spec_path())
+    spec = selected_spec()
     batch = rows.sample(n=min(n, len(rows)), random_state=seed).reset_index(drop=True)
     for col in spec.numeric_columns:
         if any(word in col for word in SCALED):

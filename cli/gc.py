@@ -11,17 +11,18 @@ from __future__ import annotations
 import argparse
 import sys
 
-MEMOIZED = ("raw_data", "validated_features", "trained_weights", "quantized_weights",
-            "model_card", "drift_report", "production_performance")
+from pipelines.catalog import MEMOIZED
 
 
 def recent_roots(instance, keep: int) -> set[str]:
     """Content hashes of the last ``keep`` materializations of each memoized asset."""
-    import dagster as dg
-
     roots = set()
-    for asset in MEMOIZED:
-        records = instance.fetch_materializations(dg.AssetKey(asset), limit=keep).records
+    # Every model's memoized assets (``<model>/<stage>``), including models whose spec has
+    # since been removed: their artifacts stay until their materializations age out.
+    for asset in instance.get_asset_keys():
+        if asset.path[-1] not in MEMOIZED:
+            continue
+        records = instance.fetch_materializations(asset, limit=keep).records
         for record in records:
             meta = record.asset_materialization.metadata
             if "content_hash" in meta:
@@ -56,8 +57,8 @@ def main(argv: list[str] | None = None) -> int:
 
     import dagster as dg
 
+    from pipelines.paths import state_dir, store_root
     from pipelines.store import ArtifactStore
-    from resources.settings import state_dir, store_root
 
     store = ArtifactStore(store_root(state_dir()))
     if args.pin:

@@ -71,14 +71,15 @@ def main(argv: list[str] | None = None) -> int:
     import dagster as dg
 
     from cli.console import CommandFailed
+    from pipelines.catalog import selected_spec
+    from pipelines.paths import mlflow_uri, state_dir, store_root
     from pipelines.reproduce import rebuild
-    from pipelines.spec import DatasetSpec, load_spec
+    from pipelines.spec import DatasetSpec
     from pipelines.store import ArtifactStore
     from pipelines.tracking import version_tags
-    from resources.settings import mlflow_uri, spec_path, state_dir, store_root
 
     state = state_dir()
-    spec = load_spec(spec_path())
+    spec = selected_spec()
     try:
         tags = version_tags(mlflow_uri(state), spec.name, args.version)
     except Exception as exc:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 
 from pipelines.demo_data import write_breast_cancer
-from resources.settings import REPO_ROOT, instance_config, postgres_url, state_dir
+from pipelines.paths import REPO_ROOT, instance_config, postgres_url, state_dir
 
 
 def main() -> int:

@@ -16,13 +16,14 @@ import sys
 
 
 def main(argv: list[str] | None = None) -> int:
+    from pipelines.catalog import selected_spec
     from pipelines.features import SPLIT_COLUMN
+    from pipelines.paths import optuna_url, state_dir, store_root
     from pipelines.recipe import thread_count
     from pipelines.spec import load_spec
     from pipelines.stages.features import load_params
     from pipelines.store import ArtifactStore
     from pipelines.tuning import GRACE_S, HEARTBEAT_S, open_study, run_study
-    from resources.settings import optuna_url, spec_path, state_dir, store_root
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--study", required=True, help="study name (in the Dagster log)")
@@ -35,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     state = state_dir()
-    spec = load_spec(args.spec or spec_path())
+    spec = load_spec(args.spec) if args.spec else selected_spec()
     store = ArtifactStore(args.store or store_root(state))
     manifest = store.get_manifest(args.features)
     import io

@@ -16,9 +16,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="temp files younger than this may belong to a running write")
     args = parser.parse_args(argv)
 
+    from pipelines.paths import state_dir, store_root
     from pipelines.store import ArtifactStore
     from pipelines.verify import verify_store
-    from resources.settings import state_dir, store_root
 
     store = ArtifactStore(store_root(state_dir()))
     report = verify_store(store, grace_s=args.grace_minutes * 60)

@@ -128,3 +128,19 @@ def training_rows(joined: pd.DataFrame, spec: DatasetSpec) -> pd.DataFrame:
     frame = joined[list(spec.columns)].copy()
     frame[spec.target.column] = joined["label"].astype(str)
     return frame
+
+
+def labels_version(root: Path, stat_cache: StatCache) -> str | None:
+    """Content hash of the label files and the prediction log, or None without labels."""
+    labels = scan(root, stat_cache, LABEL_GLOBS)
+    if not labels:
+        return None
+    logs = scan(root, stat_cache, ("predictions/*/*.parquet",))
+    return fingerprint(labels + logs, root)
+
+
+def labelled_training_rows(root: Path, stat_cache: StatCache,
+                           spec: DatasetSpec) -> pd.DataFrame | None:
+    """Labelled production rows in the source's shape, or None when there are none."""
+    joined = labelled_predictions(root, stat_cache)
+    return training_rows(joined, spec) if len(joined) else None

@@ -38,7 +38,7 @@ TRANSPORT_MODULES = frozenset({
     "pipelines.alerts", "pipelines.artifacts", "pipelines.demo_data", "pipelines.deploy",
     "pipelines.gc", "pipelines.lakefs", "pipelines.lakefs_fs", "pipelines.pg",
     "pipelines.recipe", "pipelines.repair", "pipelines.reproduce", "pipelines.store",
-    "pipelines.targets",
+    "pipelines.targets", "pipelines.paths", "pipelines.catalog",
     "pipelines.tracking", "pipelines.verify", "pipelines.stages.deployment",
 })
 KEYED_MODULES = frozenset({
@@ -46,7 +46,8 @@ KEYED_MODULES = frozenset({
     "pipelines.export", "pipelines.fairness", "pipelines.features", "pipelines.gate",
     "pipelines.hashing", "pipelines.ingest", "pipelines.model_card", "pipelines.production",
     "pipelines.quantize", "pipelines.registry", "pipelines.spec", "pipelines.training",
-    "pipelines.tuning", "pipelines.validation", "pipelines.stages",
+    "pipelines.tuning", "pipelines.validation", "pipelines.stages", "pipelines.batch",
+    "pipelines.stages.batch",
     "pipelines.stages.features", "pipelines.stages.model_card",
     "pipelines.stages.monitoring", "pipelines.stages.quantization", "pipelines.stages.raw",
     "pipelines.stages.training",

@@ -290,9 +290,43 @@ class ServingSpec(_Strict):
     log_flush_seconds: float = Field(10.0, gt=0)
 
 
+def check_cron(value: str | None, field: str) -> str | None:
+    """A five-field cron expression (minute hour day month weekday), or None.
+
+    Only the shape is checked here; Dagster checks each field when the schedule is built
+    and that error is reported against the spec too.
+    """
+    if value is None:
+        return None
+    if len(value.split()) != 5:
+        raise ValueError(f"{field}: {value!r} is not a cron expression of five fields "
+                         "(minute hour day-of-month month day-of-week, e.g. '0 2 * * *'); "
+                         "fix it, or set null to turn the schedule off")
+    return value
+
+
+class BatchSpec(_Strict):
+    """Batch scoring: a table scored with the stable model into the store (Parquet).
+
+    ``source`` is a local path (CSV or Parquet) or a ``lakefs://`` URI with the spec's
+    columns; ``id_column`` names a column that identifies rows (else the row number);
+    ``schedule`` is a cron expression for ``<model>_batch_job`` (null: only on demand).
+    """
+
+    source: str
+    id_column: str | None = None
+    schedule: str | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> BatchSpec:
+        check_cron(self.schedule, "deployment.batch.schedule")
+        return self
+
+
 class DeploymentSpec(_Strict):
     canary: CanarySpec = CanarySpec()
     edge: EdgeSpec = EdgeSpec()
+    batch: BatchSpec | None = None
 
 
 DriftMethod = Literal["ks", "wasserstein", "psi", "chisquare", "jensenshannon"]
@@ -343,6 +377,8 @@ class MonitoringSpec(_Strict):
 class DatasetSpec(_Strict):
     name: str = Field(pattern=r"^[a-z0-9_]+$")
     description: str = ""
+    # The nightly run of this model's chain (cron, UTC); null turns it off.
+    schedule: str | None = "0 2 * * *"
     source: SourceSpec
     target: TargetSpec
     columns: dict[str, ColumnSpec]
@@ -360,6 +396,7 @@ class DatasetSpec(_Strict):
 
     @model_validator(mode="after")
     def _check(self) -> DatasetSpec:
+        check_cron(self.schedule, "schedule")
         if not self.columns:
             raise ValueError("columns: list at least one feature column")
         if self.target.column in self.columns:
@@ -443,6 +480,17 @@ class DatasetSpec(_Strict):
             return {"monitoring": {k: mon[k] for k in ("performance_floor",
                                                        "min_labelled_rows")},
                     "positive": str(self.target.positive)}
+        if stage == "batch_predictions":
+            # The table's path, the schedule and the model are not here: the table's
+            # content hash, the stable model's files and version are the stage's inputs.
+            batch = self.deployment.batch
+            reader = {k: dump["source"][k] for k in ("encoding", "delimiter", "na_values")}
+            fmt = SourceSpec.model_construct(path=batch.source).resolved_format if batch else None
+            return {"source": reader | {"format": fmt},
+                    "id_column": batch.id_column if batch else None,
+                    "target": {"positive": str(self.target.positive),
+                               "classes": dump["target"]["classes"]},
+                    "max_failed_fraction": self.validation.max_failed_fraction}
         raise KeyError(stage)
 
 
@@ -544,6 +592,10 @@ def load_spec(path: str | Path) -> DatasetSpec:
         edge = dict(deployment.get("edge") or {})
         edge["target"] = expand_env(str(edge.get("target", EdgeSpec().target)))
         raw["deployment"] = deployment | {"edge": edge}
+        if isinstance(deployment.get("batch"), dict) and "source" in deployment["batch"]:
+            batch = dict(deployment["batch"])
+            batch["source"] = expand_env(str(batch["source"]))
+            raw["deployment"]["batch"] = batch
         monitoring = dict(raw.get("monitoring") or {})
         monitoring["alert_webhook"] = expand_env(
             str(monitoring.get("alert_webhook", MonitoringSpec().alert_webhook)))

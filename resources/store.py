@@ -9,7 +9,6 @@ import dagster as dg
 from pydantic import PrivateAttr
 
 from pipelines.ingest import StatCache
-from pipelines.spec import DatasetSpec, load_spec
 from pipelines.store import ArtifactStore
 
 
@@ -34,18 +33,6 @@ class ArtifactStoreResource(dg.ConfigurableResource):
 
     def checkpoint_dir(self, asset: str, recipe_key: str) -> str:
         return f"{self.scratch_dir}/checkpoints/{asset}/{recipe_key.split(':')[-1]}"
-
-
-class DatasetSpecResource(dg.ConfigurableResource):
-    """The dataset spec selected for this code location."""
-
-    path: str
-    _spec: Any = PrivateAttr(default=None)
-
-    def get(self) -> DatasetSpec:
-        if self._spec is None:
-            self._spec = load_spec(self.path)
-        return self._spec
 
 
 class MlflowResource(dg.ConfigurableResource):
@@ -76,13 +63,16 @@ class MlflowResource(dg.ConfigurableResource):
 
 
 class ProductionResource(dg.ConfigurableResource):
-    """The production-batch store: the serving log, dropped-in batches and label files."""
+    """The production-batch stores, one folder per model under ``root``.
+
+    Each holds the model's serving log, dropped-in batches and label files.
+    """
 
     root: str
     scratch_dir: str
 
-    def path(self) -> Path:
-        return Path(self.root)
+    def path(self, model: str) -> Path:
+        return Path(self.root) / model
 
     def stat_cache(self) -> StatCache:
         return StatCache(f"{self.scratch_dir}/stat.db")

@@ -12,9 +12,6 @@ from collections.abc import Callable
 
 import dagster as dg
 
-DRIFT_ASSET = dg.AssetKey("drift_report")
-PERFORMANCE_ASSET = dg.AssetKey("production_performance")
-
 
 def latest_metadata(instance: dg.DagsterInstance, key: dg.AssetKey) -> dict | None:
     """The metadata values of an asset's latest materialization, or None."""
@@ -64,26 +61,37 @@ def evaluate(cursor: dict, drift: dict | None, perf: dict | None, now: float, *,
                   f"{drift['drift_score']:.3f} < {drift['drift_threshold']:g}"), state
 
 
-def build_drift_sensor(retrain_job, *, consecutive: int, cooldown_s: float,
+def build_drift_sensor(model: str, retrain_job, *, consecutive: int, cooldown_s: float,
                        clock: Callable[[], float] = time.time,
                        interval_s: int = 30) -> dg.SensorDefinition:
-    @dg.sensor(name="drift_sensor", job=retrain_job, minimum_interval_seconds=interval_s,
+    """``<model>_drift_sensor``, with its own cursor and cooldown.
+
+    It reads only this model's reports, so a drifted batch of one model never retrains
+    another.
+    """
+    drift_asset = dg.AssetKey([model, "drift_report"])
+    performance_asset = dg.AssetKey([model, "production_performance"])
+
+    @dg.sensor(name=f"{model}_drift_sensor", job=retrain_job,
+               minimum_interval_seconds=interval_s,
                default_status=dg.DefaultSensorStatus.RUNNING,
-               description=f"Requests retrain_job when drift stays over the threshold for "
-                           f"{consecutive} consecutive batches or production performance "
-                           "falls below the floor; one run per batch, with a cooldown.")
+               description=f"Requests {retrain_job.name} when {model}'s drift stays over the "
+                           f"threshold for {consecutive} consecutive batches or its production "
+                           "performance falls below the floor; one run per batch, with a "
+                           "cooldown.")
     def drift_sensor(context: dg.SensorEvaluationContext):
         cursor = json.loads(context.cursor) if context.cursor else {}
         run_key, reason, state = evaluate(
-            cursor, latest_metadata(context.instance, DRIFT_ASSET),
-            latest_metadata(context.instance, PERFORMANCE_ASSET), clock(),
+            cursor, latest_metadata(context.instance, drift_asset),
+            latest_metadata(context.instance, performance_asset), clock(),
             consecutive=consecutive, cooldown_s=cooldown_s)
         new_cursor = json.dumps(state, sort_keys=True)
         if run_key is None:
             return dg.SensorResult(skip_reason=reason, cursor=new_cursor)
-        context.log.info(f"requesting retrain_job: {reason}")
+        context.log.info(f"requesting {retrain_job.name}: {reason}")
         return dg.SensorResult(
-            run_requests=[dg.RunRequest(run_key=run_key, tags={"tideline/trigger": reason[:200]})],
+            run_requests=[dg.RunRequest(run_key=run_key, tags={"tideline/trigger": reason[:200],
+                                                          "tideline/model": model})],
             cursor=new_cursor)
 
     return drift_sensor

@@ -1,22 +1,26 @@
-"""production_sensor and alert_sensor.
+"""<model>_production_sensor and the alert sensors.
 
-production_sensor launches ``monitoring_job`` (observe the production store, then the
-drift report and production performance) once per new state of the production store;
-listing the folder and stat-cached hashes keep an unchanged evaluation to milliseconds.
-alert_sensor raises an alert for every failed run.
+A production sensor launches its model's monitoring job (observe the production store,
+then the drift report and production performance) once per new state of that model's
+production store; listing the folder and stat-cached hashes keep an unchanged evaluation
+to milliseconds. Alert sensors raise an alert for every failed run.
 """
 
 import dagster as dg
 
+from pipelines.spec import DatasetSpec
 
-def build_production_sensor(monitoring_job, production, interval_s: int = 30):
-    @dg.sensor(name="production_sensor", job=monitoring_job, minimum_interval_seconds=interval_s,
+
+def build_production_sensor(model: str, monitoring_job, production, interval_s: int = 30):
+    @dg.sensor(name=f"{model}_production_sensor", job=monitoring_job,
+               minimum_interval_seconds=interval_s,
                default_status=dg.DefaultSensorStatus.RUNNING,
-               description="Runs monitoring_job when the production-batch store changes.")
+               description=f"Runs {monitoring_job.name} when {model}'s production-batch store "
+                           "changes.")
     def production_sensor(context: dg.SensorEvaluationContext):
         from pipelines.production import LABEL_GLOBS, fingerprint, scan
 
-        root = production.path()
+        root = production.path(model)
         files = scan(root, production.stat_cache())
         labels = scan(root, production.stat_cache(), LABEL_GLOBS)
         if not files:
@@ -24,22 +28,34 @@ def build_production_sensor(monitoring_job, production, interval_s: int = 30):
         version = fingerprint(files + labels, root)
         if version == context.cursor:
             return dg.SkipReason(f"production store unchanged ({len(files)} files)")
-        return dg.SensorResult(run_requests=[dg.RunRequest(run_key=f"production-{version}")],
-                               cursor=version)
+        return dg.SensorResult(run_requests=[dg.RunRequest(
+            run_key=f"production-{version}", tags={"tideline/model": model})], cursor=version)
 
     return production_sensor
 
 
-def build_alert_sensor(spec_resource):
-    @dg.run_failure_sensor(name="alert_sensor", default_status=dg.DefaultSensorStatus.RUNNING,
-                           description="Raises an alert (webhook and log) for each failed run.")
+def build_alert_sensor(spec: DatasetSpec, jobs: list):
+    """``<model>_alert_sensor``: the model's webhook hears of each failed run of its jobs."""
+    return _failure_sensor(f"{spec.name}_alert_sensor", jobs, spec.monitoring.alert_webhook,
+                           spec.name)
+
+
+def build_store_alert_sensor(jobs: list, webhook: str):
+    """``store_alert_sensor``: failed gc or verify runs (``TIDELINE_ALERT_WEBHOOK``)."""
+    return _failure_sensor("store_alert_sensor", jobs, webhook, "store")
+
+
+def _failure_sensor(name: str, jobs: list, webhook: str, subject: str):
+    @dg.run_failure_sensor(name=name, monitored_jobs=jobs,
+                           default_status=dg.DefaultSensorStatus.RUNNING,
+                           description=f"Raises an alert (webhook and log) for each failed run "
+                                       f"of {', '.join(j.name for j in jobs)}.")
     def alert_sensor(context: dg.RunFailureSensorContext):
         from pipelines.alerts import send_alert
 
-        spec = spec_resource.get()
-        send_alert(spec.monitoring.alert_webhook, "run_failed", spec.name,
-                   f"run {context.dagster_run.run_id} of {context.dagster_run.job_name} failed: "
-                   f"{context.failure_event.message}",
-                   {"run_id": context.dagster_run.run_id, "job": context.dagster_run.job_name})
+        run = context.dagster_run
+        send_alert(webhook, "run_failed", subject,
+                   f"run {run.run_id} of {run.job_name} failed: {context.failure_event.message}",
+                   {"run_id": run.run_id, "job": run.job_name})
 
     return alert_sensor

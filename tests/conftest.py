@@ -66,12 +66,14 @@ def fast_adult_spec(tmp_path: Path, source: Path, **overrides) -> Path:
 
 
 class Chain:
-    """Runs `training_job` from freshly built definitions on one real Dagster instance."""
+    """Runs one model's `<model>_training_job` from freshly built definitions (its spec
+    alone, as ``TIDELINE_SPEC``) on one real Dagster instance."""
 
     def __init__(self, home: Path, spec: Path, monkeypatch):
         import dagster as dg
 
         self.home, self.spec, self.monkeypatch = home, spec, monkeypatch
+        self.model = yaml.safe_load(Path(spec).read_text())["name"]
         (home / "dagster").mkdir(parents=True, exist_ok=True)
         self.instance = dg.DagsterInstance.local_temp(
             tempdir=str(home / "dagster"), overrides={"telemetry": {"enabled": False}})
@@ -88,21 +90,29 @@ class Chain:
 
         return ArtifactStore(self.home / "store")
 
-    def run(self):
-        job = self.defs().resolve_job_def("training_job")
+    def job(self, kind: str) -> str:
+        """The model's job of a kind: ``training`` -> ``<model>_training_job``."""
+        return f"{self.model}_{kind}_job"
+
+    def key(self, stage: str):
+        import dagster as dg
+
+        return dg.AssetKey([self.model, stage])
+
+    def run(self, kind: str = "training"):
+        job = self.defs().resolve_job_def(self.job(kind))
         return job.execute_in_process(instance=self.instance, raise_on_error=False)
 
     def latest(self, asset: str):
-        import dagster as dg
-
-        return self.instance.get_latest_materialization_event(dg.AssetKey(asset))
+        return self.instance.get_latest_materialization_event(self.key(asset))
 
 
 def materializations(result) -> dict[str, dict]:
+    """Metadata of a one-model run's materializations, by stage name (``model_card``)."""
     out = {}
     for event in result.get_asset_materialization_events():
         meta = event.materialization.metadata
-        out[event.asset_key.to_user_string()] = {k: v.value for k, v in meta.items()}
+        out[event.asset_key.path[-1]] = {k: v.value for k, v in meta.items()}
     return out
 
 

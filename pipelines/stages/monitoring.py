@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pipelines.artifacts import StageFailure, StageResult, read_frame
@@ -59,6 +61,68 @@ def _markdown(rows: list[dict[str, Any]]) -> str:
         lines.append(f"| {r['column']} | {r['method']} | {r['statistic']} | {r['value']:.4g} "
                      f"| {r['threshold']:g} | {'**yes**' if r['drifted'] else 'no'} |")
     return "\n".join(lines)
+
+
+@dataclass
+class DriftInputs:
+    """What one drift report compares: the newest production batch and the stable model."""
+
+    spec: DatasetSpec
+    store: ArtifactStore
+    stable: dict[str, Any]
+    batch_hash: str
+    batch_files: list[str]
+    frame: pd.DataFrame
+
+    @classmethod
+    def find(cls, spec: DatasetSpec, store: ArtifactStore, root: Path,
+             stat_cache: Any) -> DriftInputs:
+        """The newest batch of at least ``monitoring.min_batch_rows`` rows.
+
+        Raises:
+            ValueError: no deployed model, or too few production rows yet (one line).
+        """
+        from pipelines import deploy
+        from pipelines.production import fingerprint, newest_batch, scan
+
+        stable = deploy.current(store, spec.name).stable
+        if stable is None:
+            raise ValueError(f"{spec.name} has no deployed model: drift is measured against "
+                             "the stable model's training reference; deploy one first")
+        files = scan(root, stat_cache)
+        picked = newest_batch(files, spec.monitoring.min_batch_rows)
+        if picked is None:
+            raise ValueError(
+                f"the production store {root} holds {len(files)} files with fewer than "
+                f"monitoring.min_batch_rows = {spec.monitoring.min_batch_rows} rows in all; "
+                "nothing to compare yet")
+        chosen, frame = picked
+        return cls(spec, store, stable, fingerprint(chosen, root),
+                   [str(f.path.relative_to(root)) for f in chosen], frame)
+
+    def report(self) -> StageResult:
+        result = build_drift_report(self.spec, self.store, batch=self.frame,
+                                    batch_files=self.batch_files,
+                                    reference_weights=self.stable["trained_weights"])
+        result.metadata |= {"batch": self.batch_hash, "model_version": self.stable["version"]}
+        return result
+
+    def on_saved(self, content_hash: str, result: StageResult) -> None:
+        """Link the stored HTML report and raise the drift alert when the batch drifted."""
+        from pipelines.alerts import send_alert
+
+        if "report.html" in result.files:
+            manifest = self.store.get_manifest(content_hash)
+            result.metadata["report_html"] = {
+                "__path__": self.store.object_url(manifest.files["report.html"])}
+        if result.metadata["drifted"]:
+            mon = self.spec.monitoring
+            send_alert(mon.alert_webhook, "drift", self.spec.name,
+                       f"drift score {result.metadata['drift_score']:.2f} ≥ "
+                       f"{mon.drift_threshold:g} on batch {self.batch_hash[:19]}…; drifted: "
+                       f"{', '.join(result.metadata['drifted_columns'])}",
+                       {"batch": self.batch_hash, "files": self.batch_files[-5:],
+                        "drift_score": result.metadata["drift_score"]})
 
 
 def build_performance(spec: DatasetSpec, joined: pd.DataFrame) -> StageResult:

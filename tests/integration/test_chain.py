@@ -25,7 +25,7 @@ def test_demo_chain_then_all_hits(home, chain_factory):
         assert meta["recipe_key"].startswith("b3:") and meta["content_hash"].startswith("b3:")
         event = chain.latest(asset)
         assert event.asset_materialization.tags["dagster/data_version"] == meta["content_hash"]
-    observed = chain.instance.get_latest_data_version_record(dg.AssetKey("raw_source"))
+    observed = chain.instance.get_latest_data_version_record(chain.key("raw_source"))
     assert observed is not None
     second = chain.run()
     m2 = materializations(second)

@@ -49,7 +49,7 @@ def local_instance(home):
     """The instance DAGSTER_HOME names, configured by the repository's dagster.yaml."""
     import dagster as dg
 
-    from resources.settings import instance_config
+    from pipelines.paths import instance_config
 
     config = instance_config(yaml.safe_load((REPO / "dagster.yaml").read_text()), None)
     (home / "dagster" / "dagster.yaml").write_text(yaml.safe_dump(config))

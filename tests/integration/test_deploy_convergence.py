@@ -57,13 +57,13 @@ def faulted_deploy() -> None:
     for module, owner_name, name in WRITES:
         owner = getattr(importlib.import_module(module), owner_name)
         setattr(owner, name, faulty(getattr(owner, name), f"{owner_name}.{name}"))
-    from pipelines.spec import load_spec
+    from pipelines.catalog import selected_spec
+    from pipelines.paths import mlflow_uri, state_dir, store_root
     from pipelines.stages.deployment import publish
-    from resources.settings import mlflow_uri, spec_path, state_dir, store_root
 
     state = state_dir()
     refs = json.loads(os.environ["REFS"])
-    publish(load_spec(spec_path()), ArtifactStore(store_root(state)),
+    publish(selected_spec(), ArtifactStore(store_root(state)),
             tracking_uri=mlflow_uri(state), actor="fault test", **refs)
     print(f"DONE {len(calls)} writes: {' '.join(calls)}", flush=True)
 
@@ -119,8 +119,8 @@ def pristine(tmp_path_factory, adult_sample):
 
 def copy_of(home: Path, dest: Path) -> Path:
     """A private copy of a home, its aliases checked against its own (copied) registry."""
+    from pipelines.paths import mlflow_uri
     from pipelines.repair import repair
-    from resources.settings import mlflow_uri
 
     shutil.copytree(home, dest)
     # The alias record names the registry by its URL, which holds the folder's path: the
@@ -130,8 +130,8 @@ def copy_of(home: Path, dest: Path) -> Path:
 
 
 def champion(home: Path) -> dict[str, str | None]:
+    from pipelines.paths import mlflow_uri
     from pipelines.tracking import import_mlflow
-    from resources.settings import mlflow_uri
 
     mlflow = import_mlflow()
     client = mlflow.MlflowClient(tracking_uri=mlflow_uri(home))
@@ -217,8 +217,8 @@ def test_service_start_and_deploy_status_repair_put_a_half_done_deployment_right
     edge_model = home / "edge" / MODEL / "v1" / "model_int8.onnx"
     edge_model.write_bytes(edge_model.read_bytes()[:1000])
     (records / "aliases.json").unlink()
+    from pipelines.paths import mlflow_uri
     from pipelines.tracking import import_mlflow
-    from resources.settings import mlflow_uri
 
     import_mlflow().MlflowClient(tracking_uri=mlflow_uri(home)).delete_registered_model_alias(
         MODEL, "champion")

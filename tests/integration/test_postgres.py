@@ -45,7 +45,7 @@ def test_chain_on_postgres_instance_mlflow_and_optuna(tmp_path, home, monkeypatc
                       tuning__search_space__epochs={"low": 5, "high": 8})
     monkeypatch.setenv("TIDELINE_SPEC", str(spec))
     from definitions import build_definitions
-    from resources.settings import instance_config
+    from pipelines.paths import instance_config
 
     config = instance_config({"telemetry": {"enabled": False}}, database)
     with dg.instance_for_test(overrides=config) as instance:

@@ -1,8 +1,11 @@
-"""Where local state lives, and which dataset spec is selected.
+"""Where local state lives, and which dataset specs are loaded.
 
-Read when definitions load (never at import): ``TIDELINE_HOME`` (default ``.tideline`` in
-the repository) holds the Dagster instance, the artifact store, MLflow and Optuna state;
-``TIDELINE_SPEC`` names the dataset spec (a name under ``datasets/`` or a YAML path).
+Shared by the Dagster layer, the command-line tools and the serving service (which runs
+without Dagster); read when called, never at import. ``TIDELINE_HOME`` (default
+``.tideline`` in the repository) holds the Dagster instance, the artifact store, MLflow and
+Optuna state. Every spec in ``TIDELINE_DATASETS`` (default ``datasets/`` in the
+repository) is a model; ``TIDELINE_SPEC`` (a name in that folder or a YAML path) loads that
+one spec alone.
 """
 
 from __future__ import annotations
@@ -18,10 +21,22 @@ def state_dir() -> Path:
     return Path(os.environ.get("TIDELINE_HOME", REPO_ROOT / ".tideline")).resolve()
 
 
-def spec_path() -> Path:
+def datasets_dir() -> Path:
+    """The folder of dataset specs: ``TIDELINE_DATASETS``, default ``datasets/``."""
+    return Path(os.environ.get("TIDELINE_DATASETS") or DATASETS_DIR).resolve()
+
+
+def spec_files() -> list[Path]:
+    """The spec files to load: ``TIDELINE_SPEC`` alone when set, else the folder's YAML files."""
     from pipelines.spec import resolve_spec_path
 
-    return resolve_spec_path(os.environ.get("TIDELINE_SPEC", "demo"), DATASETS_DIR)
+    single = os.environ.get("TIDELINE_SPEC")
+    if single:
+        return [resolve_spec_path(single, datasets_dir())]
+    folder = datasets_dir()
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file())
 
 
 def postgres_url() -> str | None:
@@ -63,8 +78,13 @@ def instance_config(base: dict, pg_url: str | None) -> dict:
 
 
 def production_dir(state: Path) -> Path:
-    """The production-batch store (serving log, dropped-in batches, label files)."""
+    """The root of the production-batch stores, one folder per model."""
     return Path(os.environ.get("TIDELINE_PRODUCTION_DIR", state / "production"))
+
+
+def model_production_dir(state: Path, model: str) -> Path:
+    """One model's production-batch store: its serving log, dropped-in batches, labels."""
+    return production_dir(state) / model
 
 
 def sensor_interval_s() -> int:
