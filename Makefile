@@ -1,4 +1,4 @@
-# Tideline: `make demo` runs the chain end to end; `make test` runs the tests.
+# Tideline: `make demo` runs every model's chain end to end; `make test` runs the tests.
 # Everything local lives under $(STATE) (git-ignored); `make clean` removes it.
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -13,6 +13,12 @@ export TIDELINE_THREADS ?= 1
 export MPLBACKEND := Agg
 export GIT_PYTHON_REFRESH := quiet
 export MLFLOW_DISABLE_TELEMETRY := true
+# Every spec in datasets/ (or TIDELINE_DATASETS) is a model. MODEL=name picks the model a
+# command acts on (default: the only one, else the demo); `make demo SPEC=name` runs one.
+MODEL ?= $(SPEC)
+ifneq ($(MODEL),)
+export TIDELINE_MODEL := $(MODEL)
+endif
 
 .PHONY: install state demo test ui bench lint clean lock reproduce serve api-key \
 	promote abort rollback deploy-status drift-demo gc verify
@@ -38,10 +44,9 @@ ui: state
 	$(BIN)/dagster dev -w workspace.yaml
 
 # Rebuild every stage of registered model version VERSION in an empty store and compare.
-# MODEL= names the spec (default: TIDELINE_SPEC, else the demo).
 reproduce: state
-	@test -n "$(VERSION)" || (echo "usage: make reproduce [MODEL=spec] VERSION=n" >&2; exit 2)
-	$(if $(MODEL),TIDELINE_SPEC=$(MODEL)) $(BIN)/python -m cli.reproduce --version $(VERSION)
+	@test -n "$(VERSION)" || (echo "usage: make reproduce [MODEL=name] VERSION=n" >&2; exit 2)
+	$(BIN)/python -m cli.reproduce --version $(VERSION)
 
 # The serving service on the local deployment (http://127.0.0.1:8000/docs).
 # PORT=, WORKERS=; with WORKERS>1 set TIDELINE_REDIS_URL=redis://127.0.0.1:6379/0.
