@@ -133,9 +133,10 @@ def chosen_models(catalog, name: str | None) -> list[str]:
         return [catalog.get(name).name]
     models = []
     for entry in catalog.entries:
-        missing = data_present(entry.spec)
-        if missing:
-            print(f"skipping {entry.name}: its data is not here ({missing})", flush=True)
+        if data_present(entry.spec):
+            print(f"skipping {entry.name}: no data at {entry.spec.source.path} (source.path "
+                  f"in {entry.path}; an environment variable there, such as "
+                  "TIDELINE_ADULT_CSV, may point at your copy)", flush=True)
             continue
         models.append(entry.name)
     return models
