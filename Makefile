@@ -83,6 +83,7 @@ bench: state
 
 lint: install
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports --no-logo
 
 clean:
 	rm -rf $(STATE)

@@ -1,11 +1,17 @@
 """deployment: publishes a model that passed the gate (canary or stable) and its edge bundle."""
 
+from typing import TYPE_CHECKING
+
 import dagster as dg
 
 from assets.naming import ins, key
+from pipelines import deploy
 from pipelines.spec import DatasetSpec
 from resources.refs import ArtifactRef
 from resources.store import ArtifactStoreResource, MlflowResource
+
+if TYPE_CHECKING:
+    from pipelines.stages.deployment import PublishResult
 
 
 def build_deployment(spec: DatasetSpec) -> dg.AssetsDefinition:
@@ -36,25 +42,25 @@ def build_deployment(spec: DatasetSpec) -> dg.AssetsDefinition:
     return deployment
 
 
-def deployment_result(model: str, result) -> dg.MaterializeResult:
+def deployment_result(model: str, result: "PublishResult") -> dg.MaterializeResult:
     """The materialization of one deployment step: outcome, versions and where things are."""
-    state = result["state"]
+    state = result.state
     metadata = {
-        "model": model, "outcome": result["outcome"], "version": str(result["version"]),
-        "stable_version": str((state["stable"] or {}).get("version", "none")),
-        "canary_version": str((state["canary"] or {}).get("version", "none")),
-        "history_entry": state["seq"],
+        "model": model, "outcome": result.outcome, "version": str(result.version),
+        "stable_version": deploy.version_label(state.stable),
+        "canary_version": deploy.version_label(state.canary),
+        "history_entry": state.seq,
     }
-    if result["repaired"]:  # what a killed earlier run had left out of line, now put right
-        metadata["repaired"] = "\n".join(result["repaired"])
-    if result["outcome"] == "rejected":  # model_card raised the alert when it was judged
-        metadata["reason"] = result["reason"]
+    if result.repaired:  # what a killed earlier run had left out of line, now put right
+        metadata["repaired"] = "\n".join(result.repaired)
+    if result.outcome == "rejected":  # model_card raised the alert when it was judged
+        metadata["reason"] = result.reason
     else:
-        metadata |= {"role": result["role"], "edge_bundle": dg.MetadataValue.path(result["edge"])}
-        if result["edge_bytes"] is not None:
-            metadata["edge_bytes"] = result["edge_bytes"]
-        if result.get("lakefs_tag"):
-            metadata["lakefs_tag"] = result["lakefs_tag"]["tag"]
-            metadata["lakefs_commit"] = result["lakefs_tag"]["commit"]
+        metadata |= {"role": result.role, "edge_bundle": dg.MetadataValue.path(result.edge)}
+        if result.edge_bytes is not None:
+            metadata["edge_bytes"] = result.edge_bytes
+        if result.lakefs_tag is not None:
+            metadata["lakefs_tag"] = result.lakefs_tag.tag
+            metadata["lakefs_commit"] = result.lakefs_tag.commit
     return dg.MaterializeResult(metadata=metadata,
-                                data_version=dg.DataVersion(f"deployment-{state['seq']}"))
+                                data_version=dg.DataVersion(f"deployment-{state.seq}"))

@@ -12,7 +12,15 @@ from typing import Any
 
 import dagster as dg
 
-from pipelines.artifacts import StageFailure, StageResult, save_result
+from pipelines.artifacts import (
+    Markdown,
+    PathLink,
+    StageFailure,
+    StageResult,
+    metadata_from_json,
+    metadata_to_json,
+    save_result,
+)
 from pipelines.recipe import code_fingerprint, recipe_key
 from pipelines.store import ArtifactStore
 from resources.refs import ArtifactRef
@@ -21,10 +29,11 @@ Compute = Callable[[str], StageResult]
 
 
 def _metadata_value(value: Any) -> Any:
-    if isinstance(value, dict) and "__md__" in value:
-        return dg.MetadataValue.md(value["__md__"])
-    if isinstance(value, dict) and "__path__" in value:
-        return dg.MetadataValue.path(value["__path__"])
+    """A stage's metadata value (after :func:`metadata_from_json`) as Dagster shows it."""
+    if isinstance(value, Markdown):
+        return dg.MetadataValue.md(value.text)
+    if isinstance(value, PathLink):
+        return dg.MetadataValue.path(value.url)
     if isinstance(value, (dict, list)):
         return dg.MetadataValue.json(value)
     return value
@@ -93,13 +102,13 @@ def materialize_stage(
         manifest = save_result(store, result)
         if on_saved is not None:
             on_saved(manifest.content_hash, result)
-        record = {"content_hash": manifest.content_hash, "metadata": result.metadata,
-                  "checks": result.checks}
+        record = {"content_hash": manifest.content_hash,
+                  "metadata": metadata_to_json(result.metadata), "checks": result.checks}
         store.record(table, key, record)
     else:
         context.log.info(f"{asset}: cache hit for recipe {key[:19]}…")
     content_hash = record["content_hash"]
-    metadata = {k: _metadata_value(v) for k, v in record["metadata"].items()}
+    metadata = {k: _metadata_value(v) for k, v in metadata_from_json(record["metadata"]).items()}
     metadata |= {"model": model, "recipe_key": key, "content_hash": content_hash, "cache": cache,
                  "seconds": round(time.perf_counter() - start, 4)}
     yield dg.Output(ArtifactRef(asset, content_hash), output_name=output_name,

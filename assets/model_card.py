@@ -4,6 +4,7 @@ import dagster as dg
 
 from assets.memo import materialize_stage
 from assets.naming import ins, key
+from pipelines.artifacts import PathLink
 from pipelines.hashing import hash_bytes
 from pipelines.registry import baseline
 from pipelines.spec import DatasetSpec
@@ -40,7 +41,7 @@ def build_model_card(spec: DatasetSpec) -> dg.AssetsDefinition:
                                 lineage={name: r.content_hash for name, r in refs.items()},
                                 champion=champion)
             html = result.files["card.html"]
-            result.metadata["card_html"] = {"__path__": st.object_url(hash_bytes(html))}
+            result.metadata["card_html"] = PathLink(st.object_url(hash_bytes(html)))
             result.metadata["mlflow_run_id"] = log_card(
                 mlflow.tracking_uri, mlflow.experiment(spec.name), run_name="model_card",
                 files={k: v for k, v in result.files.items() if k != "card.json"},
@@ -64,7 +65,7 @@ def build_model_card(spec: DatasetSpec) -> dg.AssetsDefinition:
             context, asset="model_card", model=spec.name, store=st,
             modules=("pipelines.stages.model_card",), config=spec.stage_config("model_card"),
             inputs={name: r.content_hash for name, r in refs.items()}
-            | {"champion": champion["quantized_weights"] if champion else "none"},
+            | {"champion": champion.quantized_weights if champion else "none"},
             compute=compute, on_saved=alert_if_blocked,
         )
 

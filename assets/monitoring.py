@@ -42,7 +42,7 @@ def build_monitoring_assets(spec: DatasetSpec) -> list:
         yield from materialize_stage(
             context, asset="drift_report", model=spec.name, store=store.get(),
             modules=("pipelines.stages.monitoring",), config=spec.stage_config("drift_report"),
-            inputs={"batch": found.batch_hash, "reference": found.stable["trained_weights"]},
+            inputs={"batch": found.batch_hash, "reference": found.stable.trained_weights},
             compute=lambda recipe: found.report(), on_saved=found.on_saved)
 
     @dg.asset(key=key(spec, "production_performance"), group_name=spec.name,

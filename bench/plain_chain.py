@@ -95,7 +95,7 @@ def main() -> None:
     from pipelines.stages.deployment import publish
 
     champion = baseline(store, spec.name, weights)
-    refs_in = refs | {"champion": champion["quantized_weights"] if champion else "none"}
+    refs_in = refs | {"champion": champion.quantized_weights if champion else "none"}
     card_hash = stage("model_card", "pipelines.stages.model_card",
                       spec.stage_config("model_card"), refs_in, card)
     publish(spec, store, tracking_uri=uri, trained_weights=weights,

@@ -46,8 +46,8 @@ def main() -> None:
     home = deployed_home()
     store = ArtifactStore(home / "store")
     state = deploy.current(store, "adult")
-    if state.stable["version"] != 2:  # leave the benchmark deployment as it expects
-        deploy.deploy(store, "adult", deploy.entries(store, "adult")[1]["model"], canary_share=0)
+    if state.stable.version != 2:  # leave the benchmark deployment as it expects
+        deploy.deploy(store, "adult", deploy.entries(store, "adult")[1].model, canary_share=0)
     v2 = deploy.current(store, "adult").stable
     record = adult_records(1)
     to_first, command = [], []

@@ -69,7 +69,8 @@ def _commit_lakefs(store, name: str) -> None:
 
 
 def _label(model) -> str:
-    return "none" if model is None else f"v{model['version']}"
+    """``v<version>`` of a deployed model (``pipelines.deploy.DeployedModel``), or none."""
+    return "none" if model is None else f"v{model.version}"
 
 
 def status(store, name: str) -> None:
@@ -78,13 +79,13 @@ def status(store, name: str) -> None:
     state = deploy.current(store, name)
     print(f"{name}: stable {_label(state.stable)}, canary {_label(state.canary)}, "
           f"previous {_label(state.previous)}")
-    if state.seq and deploy.head(store, name) != state.to_dict():
+    if state.seq and not deploy.head_in_line(store, name, state):
         print(f"  head.json (what the service serves) is out of line with the history "
               f"(entry {state.seq}): make deploy-status REPAIR=1 rebuilds it")
     for e in deploy.entries(store, name)[-15:]:
-        when = dt.datetime.fromtimestamp(e["time"], dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
-        print(f"  #{e['seq']:<4} {when}  {e['action']:<8} {_label(e.get('model')):<6} "
-              f"{e['state']:<11} {e.get('reason', '')[:70]}  ({e.get('actor')})")
+        when = dt.datetime.fromtimestamp(e.time, dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+        print(f"  #{e.seq:<4} {when}  {e.action:<8} {_label(e.model):<6} "
+              f"{e.state:<11} {e.reason[:70]}  ({e.actor})")
 
 
 def repair(store, spec, state_folder) -> bool:

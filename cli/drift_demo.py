@@ -21,6 +21,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 SCALED = ("radius", "perimeter", "area")
+MODEL = "breast_cancer"  # the demo spec's model
 
 
 def say(message: str) -> None:
@@ -60,12 +61,12 @@ def main(argv: list[str] | None = None) -> int:
     state = state_dir()
     store = ArtifactStore(store_root(state))
     instance = dg.DagsterInstance.get()
-    if deploy.current(store, "breast_cancer").stable is None:
+    if deploy.current(store, MODEL).stable is None:
         say("no deployed model yet: running the chain first (make demo)")
-        if not run_chain(instance).success:
+        if not run_chain(MODEL, instance=instance).success:
             raise SystemExit("the chain failed; run `make demo` to see why")
-    stable = deploy.current(store, "breast_cancer").stable
-    say(f"serving starts with version {stable['version']}")
+    stable = deploy.current(store, MODEL).stable
+    say(f"serving starts with version {stable.version}")
     rows = _held_out(store, stable)
 
     env = {**os.environ, "TIDELINE_SENSOR_INTERVAL_S": "5", "PYTHONPATH": str(REPO)}
@@ -93,13 +94,16 @@ def main(argv: list[str] | None = None) -> int:
             _labels(state, ids, batch, n)
             say(f"batch {n} ({label}): {len(ids)} requests sent, labels dropped in; "
                 "waiting for the prediction log to flush and the drift report…")
-            meta = wait_for(lambda s=seen: _new_report(instance, s), 240, f"drift report {n}")
-            seen = meta["batch"]
-            say(f"  drift score {meta['drift_score']:.2f} (threshold "
-                f"{meta['drift_threshold']:g}); drifted columns: "
-                f"{', '.join(meta['drifted_columns']) or 'none'}")
-        run = wait_for(lambda: _runs(instance, "retrain_job"), 120, "the retrain request")[0]
-        say(f"drift_sensor requested retrain_job ({run.tags.get('tideline/trigger', '')})")
+            report = wait_for(lambda s=seen: _new_report(instance, s), 240,
+                              f"drift report {n}")
+            seen = report.batch
+            say(f"  drift score {report.drift_score:.2f} (threshold "
+                f"{report.drift_threshold:g}); drifted columns: "
+                f"{', '.join(report.drifted_columns) or 'none'}")
+        retrain = f"{MODEL}_retrain_job"
+        run = wait_for(lambda: _runs(instance, retrain), 120, "the retrain request")[0]
+        say(f"{MODEL}_drift_sensor requested {retrain} "
+            f"({run.tags.get('tideline/trigger', '')})")
         final = wait_for(lambda: _finished(instance, run.run_id), 900, "the retrain run")
         say(f"retrain run {run.run_id[:8]} finished: {final.status.value}")
         _verdict(instance, store)
@@ -124,7 +128,7 @@ def _held_out(store, stable):
     from pipelines.artifacts import read_frame
     from pipelines.features import SPLIT_COLUMN
 
-    card = store.get_manifest(stable["model_card"])
+    card = store.get_manifest(stable.model_card)
     lineage = json.loads(store.get_bytes(card.files["card.json"]))["lineage"]
     frame = read_frame(store, store.get_manifest(lineage["validated_features"]), "features")
     return frame[frame[SPLIT_COLUMN] == "test"].reset_index(drop=True)
@@ -143,7 +147,7 @@ def _send(httpx, url, key, rows, scale: float, seed: int, n: int = 250):
 
     from pipelines.catalog import selected_spec
 
-    spec = selected_spec()
+    spec = selected_spec(MODEL)
     batch = rows.sample(n=min(n, len(rows)), random_state=seed).reset_index(drop=True)
     for col in spec.numeric_columns:
         if any(word in col for word in SCALED):
@@ -165,28 +169,33 @@ def _send(httpx, url, key, rows, scale: float, seed: int, n: int = 250):
 def _labels(state: Path, ids, batch, n: int) -> None:
     import pandas as pd
 
-    folder = state / "production" / "labels"
+    from pipelines.paths import model_production_dir
+
+    folder = model_production_dir(state, MODEL) / "labels"
     folder.mkdir(parents=True, exist_ok=True)
     pd.DataFrame({"request_id": ids, "label": batch["__target"]}).to_csv(
         folder / f"drift-demo-{int(time.time())}-{n}.csv", index=False)
 
 
-def _latest_batch(instance):
-    meta = _drift_meta(instance)
-    return meta["batch"] if meta else None
+def _latest_batch(instance) -> str | None:
+    report = _drift_report(instance)
+    return report.batch if report else None
 
 
-def _drift_meta(instance):
+def _drift_report(instance):
+    """The latest drift report's verdict (``pipelines.records.DriftSummary``), or None."""
     import dagster as dg
 
+    from pipelines.records import DriftSummary
     from sensors.drift import latest_metadata
 
-    return latest_metadata(instance, dg.AssetKey("drift_report"))
+    meta = latest_metadata(instance, dg.AssetKey([MODEL, "drift_report"]))
+    return None if meta is None else DriftSummary.from_metadata(meta)
 
 
 def _new_report(instance, seen):
-    meta = _drift_meta(instance)
-    return meta if meta and meta.get("batch") != seen else None
+    report = _drift_report(instance)
+    return report if report and report.batch != seen else None
 
 
 def _runs(instance, job: str):
@@ -206,16 +215,16 @@ def _verdict(instance, store) -> None:
     from pipelines import deploy
 
     def latest(asset: str) -> dict:
-        event = instance.get_latest_materialization_event(dg.AssetKey(asset))
+        event = instance.get_latest_materialization_event(dg.AssetKey([MODEL, asset]))
         return {k: v.value for k, v in event.asset_materialization.metadata.items()}
 
     card, deployed = latest("model_card"), latest("deployment")
-    state = deploy.current(store, "breast_cancer")
+    state = deploy.current(store, MODEL)
     say(f"deploy gate on the retrained model: {card['gate']} (ROC AUC {card['roc_auc']:.4f} "
         f"on its held-out rows, champion v{card['champion_version']}); deployment: "
         f"{deployed['outcome']} v{deployed['version']}; now serving stable "
-        f"v{state.stable['version']}"
-        + (f" with canary v{state.canary['version']}" if state.canary else ""))
+        f"v{deploy.version_label(state.stable)}"
+        + (f" with canary v{state.canary.version}" if state.canary else ""))
 
 
 if __name__ == "__main__":

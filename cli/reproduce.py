@@ -33,8 +33,8 @@ def recorded_lineage(instance: Any, store: Any, model_name: str, tags: dict[str,
     from pipelines.reproduce import Recorded
 
     trained = tags["trained_weights"]
-    runs = [r for r in instance.fetch_materializations(dg.AssetKey("trained_weights"),
-                                                       limit=1000).records
+    runs = [r for r in instance.fetch_materializations(
+                dg.AssetKey([model_name, "trained_weights"]), limit=1000).records
             if _content_hash(r) == trained]
     # The run that computed it (a miss), else any run that re-emitted it.
     runs.sort(key=lambda r: r.asset_materialization.metadata.get(
@@ -46,16 +46,16 @@ def recorded_lineage(instance: Any, store: Any, model_name: str, tags: dict[str,
         for event in events:
             mat = event.event_log_entry.asset_materialization
             meta = mat.metadata if mat else {}
-            if mat and "content_hash" in meta:
-                found[mat.asset_key.to_user_string()] = str(meta["content_hash"].value)
+            if mat and "content_hash" in meta and mat.asset_key.path[0] == model_name:
+                found[mat.asset_key.path[-1]] = str(meta["content_hash"].value)
     champion = None
     if "model_card" in found:
         card = json.loads(store.get_bytes(store.get_manifest(found["model_card"]).files[
             "card.json"]))
         weights = (card.get("champion") or {}).get("trained_weights")
         for entry in deploy.entries(store, model_name) if weights else []:
-            if (entry.get("model") or {}).get("trained_weights") == weights:
-                champion = entry["model"]
+            if entry.model is not None and entry.model.trained_weights == weights:
+                champion = entry.model
                 break
     return Recorded(validated_features=tags["data_hash"], trained_weights=trained,
                     raw_data=found.get("raw_data"),

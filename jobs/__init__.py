@@ -32,9 +32,10 @@ class ModelJobs:
 @dg.op(description="Delete artifacts not reachable from the last 3 materializations of each "
                    "asset, the deployment history or a pin (objects younger than an hour stay).")
 def collect_garbage(context: dg.OpExecutionContext, store: ArtifactStoreResource) -> None:
-    from cli.gc import collect
+    from pipelines.gc import collect
+    from resources.history import recent_roots
 
-    collect(store.get(), context.instance, keep=3, grace_s=3600, dry_run=False,
+    collect(store.get(), recent_roots(context.instance, keep=3), grace_s=3600, dry_run=False,
             log=context.log.info)
 
 

@@ -22,12 +22,55 @@ class StageFailure(Exception):
         self.checks = checks or []
 
 
+@dataclass(frozen=True)
+class Markdown:
+    """A metadata value shown as Markdown (a table, a card)."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class PathLink:
+    """A metadata value that is a link to a file (a local path or a URL)."""
+
+    url: str
+
+
+# How the markers are written in the JSON of a memo entry (and read back on a cache hit).
+_MARKERS: dict[str, type[Markdown] | type[PathLink]] = {"__md__": Markdown, "__path__": PathLink}
+
+
+def metadata_to_json(metadata: dict[str, Any]) -> dict[str, Any]:
+    """Stage metadata as stored in a memo entry: markers become ``{"__md__": text}`` etc."""
+    def encode(value: Any) -> Any:
+        if isinstance(value, Markdown):
+            return {"__md__": value.text}
+        if isinstance(value, PathLink):
+            return {"__path__": value.url}
+        return value
+
+    return {name: encode(value) for name, value in metadata.items()}
+
+
+def metadata_from_json(metadata: dict[str, Any]) -> dict[str, Any]:
+    """The inverse of :func:`metadata_to_json` (memo entries written before it included)."""
+    def decode(value: Any) -> Any:
+        if isinstance(value, dict) and len(value) == 1:
+            (tag, payload), = value.items()
+            if tag in _MARKERS and isinstance(payload, str):
+                return _MARKERS[tag](payload)
+        return value
+
+    return {name: decode(value) for name, value in metadata.items()}
+
+
 @dataclass
 class StageResult:
     """What a stage computed.
 
     ``files``, ``frames``, ``stored`` and ``info`` make up the artifact's content (and so its
     hash); ``metadata`` and ``checks`` are shown in the UI and kept with the memo entry.
+    Metadata values are plain JSON values, :class:`Markdown` or :class:`PathLink`.
     """
 
     kind: str

@@ -24,7 +24,7 @@ import hashlib
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from filelock import FileLock, Timeout
 
@@ -32,9 +32,149 @@ from pipelines.store import ArtifactStore
 
 VARIANTS = ("fp32", "int8", "fp16")
 
+Action = Literal["deploy", "promote", "abort", "rollback", "reject"]
+EntryState = Literal["stable", "canary", "aborted", "rolled_back", "rejected"]
+
 
 class DeployError(RuntimeError):
     """An action that does not apply to the current deployment state (says why)."""
+
+
+class UnreadableHistory(DeployError):
+    """A history entry that cannot be read as one (names the file)."""
+
+
+@dataclass(frozen=True)
+class VariantFile:
+    """One ONNX variant of a deployed model: where it is and what its bytes hash to."""
+
+    content_hash: str
+    sha256: str
+    bytes: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {"content_hash": self.content_hash, "sha256": self.sha256, "bytes": self.bytes}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> VariantFile:
+        return cls(content_hash=data["content_hash"], sha256=data["sha256"],
+                   bytes=int(data["bytes"]))
+
+
+@dataclass(frozen=True)
+class ModelInputs:
+    """The raw columns a deployed model takes (its preprocessing is inside the graph)."""
+
+    numeric: tuple[str, ...] = ()
+    categorical: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, list[str]]:
+        return {"numeric": list(self.numeric), "categorical": list(self.categorical)}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ModelInputs:
+        return cls(numeric=tuple(data.get("numeric", ())),
+                   categorical=tuple(data.get("categorical", ())))
+
+
+@dataclass(frozen=True)
+class DeployedModel:
+    """A model as the deployment history records it: lineage and per-variant files.
+
+    ``to_json``/``from_json`` are the history's on-disk form (``model``, ``to`` of an entry;
+    ``stable``, ``canary``, ``previous`` of the head); ``preprocess`` is left out of it when
+    unknown.
+    """
+
+    version: int | None
+    trained_weights: str
+    quantized_weights: str
+    model_card: str
+    inputs: ModelInputs = ModelInputs()
+    variants: dict[str, VariantFile] = field(default_factory=dict)
+    preprocess: str | None = None  # content hash of the preprocessing parameters
+
+    def artifacts(self) -> set[str]:
+        """Every content hash the model needs (what garbage collection keeps)."""
+        hashes = {self.trained_weights, self.quantized_weights, self.model_card,
+                  self.preprocess} | {v.content_hash for v in self.variants.values()}
+        return {h for h in hashes if h}
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "version": self.version, "trained_weights": self.trained_weights,
+            "quantized_weights": self.quantized_weights, "model_card": self.model_card,
+            "inputs": self.inputs.to_json(),
+            "variants": {name: v.to_json() for name, v in self.variants.items()}}
+        if self.preprocess is not None:
+            out["preprocess"] = self.preprocess
+        return out
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> DeployedModel:
+        return cls(version=data.get("version"), trained_weights=data["trained_weights"],
+                   quantized_weights=data["quantized_weights"], model_card=data["model_card"],
+                   inputs=ModelInputs.from_json(data.get("inputs") or {}),
+                   variants={name: VariantFile.from_json(v)
+                             for name, v in (data.get("variants") or {}).items()},
+                   preprocess=data.get("preprocess"))
+
+
+def _model_json(model: DeployedModel | None) -> dict[str, Any] | None:
+    return None if model is None else model.to_json()
+
+
+def _model(data: dict[str, Any] | None) -> DeployedModel | None:
+    return None if data is None else DeployedModel.from_json(data)
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    """One entry of the append-only history (``records/deployments/<model>/<seq>.json``)."""
+
+    seq: int
+    time: float
+    actor: str | None
+    action: Action
+    state: EntryState
+    model: DeployedModel | None
+    reason: str = ""
+    to: DeployedModel | None = None  # a rollback of the stable model: the model it went to
+
+    def to_json(self) -> dict[str, Any]:
+        out = {"seq": self.seq, "time": self.time, "actor": self.actor, "action": self.action,
+               "state": self.state, "model": _model_json(self.model), "reason": self.reason}
+        if self.to is not None:
+            out["to"] = self.to.to_json()
+        return out
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> HistoryEntry:
+        return cls(seq=int(data["seq"]), time=float(data["time"]), actor=data.get("actor"),
+                   action=data["action"], state=data["state"], model=_model(data.get("model")),
+                   reason=data.get("reason") or "", to=_model(data.get("to")))
+
+
+@dataclass(frozen=True)
+class DeploymentHead:
+    """The resolved state as the service polls it (``head.json``)."""
+
+    seq: int
+    stable: DeployedModel | None
+    canary: DeployedModel | None
+    previous: DeployedModel | None
+    stack: tuple[int | None, ...]  # versions of the stable models, oldest first
+
+    def to_json(self) -> dict[str, Any]:
+        return {"seq": self.seq, "stable": _model_json(self.stable),
+                "canary": _model_json(self.canary), "previous": _model_json(self.previous),
+                "stack": list(self.stack)}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> DeploymentHead:
+        return cls(seq=int(data["seq"]), stable=_model(data.get("stable")),
+                   canary=_model(data.get("canary")), previous=_model(data.get("previous")),
+                   stack=tuple(data.get("stack") or ()))
 
 
 @dataclass
@@ -42,34 +182,56 @@ class DeploymentState:
     """What is deployed, resolved from the history."""
 
     seq: int = 0
-    stable: dict[str, Any] | None = None
-    canary: dict[str, Any] | None = None
-    stack: list[dict[str, Any]] = field(default_factory=list)  # stable models, oldest first
+    stable: DeployedModel | None = None
+    canary: DeployedModel | None = None
+    stack: list[DeployedModel] = field(default_factory=list)  # stable models, oldest first
 
     @property
-    def previous(self) -> dict[str, Any] | None:
+    def previous(self) -> DeployedModel | None:
         return self.stack[-2] if len(self.stack) > 1 else None
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"seq": self.seq, "stable": self.stable, "canary": self.canary,
-                "previous": self.previous, "stack": [m["version"] for m in self.stack]}
+    def head(self) -> DeploymentHead:
+        return DeploymentHead(seq=self.seq, stable=self.stable, canary=self.canary,
+                              previous=self.previous,
+                              stack=tuple(m.version for m in self.stack))
+
+    def to_json(self) -> dict[str, Any]:
+        """The head's on-disk form."""
+        return self.head().to_json()
 
 
 def _prefix(model_name: str) -> str:
     return f"deployments/{model_name}"
 
 
-def entries(store: ArtifactStore, model_name: str) -> list[dict[str, Any]]:
-    """Every history entry, oldest first."""
-    names = [n for n in store.list_records(_prefix(model_name)) if n.rsplit("/", 1)[-1].isdigit()]
-    return [store.read_record(n) for n in names]
+def entry_names(store: ArtifactStore, model_name: str) -> list[str]:
+    """The record names of every history entry, oldest first."""
+    return [n for n in store.list_records(_prefix(model_name)) if n.rsplit("/", 1)[-1].isdigit()]
 
 
-def replay(log: list[dict[str, Any]]) -> DeploymentState:
+def entries(store: ArtifactStore, model_name: str) -> list[HistoryEntry]:
+    """Every history entry, oldest first.
+
+    Raises:
+        UnreadableHistory: an entry is not a history entry (naming its file).
+    """
+    out = []
+    for name in entry_names(store, model_name):
+        try:
+            out.append(HistoryEntry.from_json(store.read_record(name)))
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise UnreadableHistory(
+                f"records/{name}.json: deployment history entry of {model_name} is unreadable "
+                f"({type(exc).__name__}: {exc}); restore it from a backup or a lakeFS commit "
+                "(make verify lists every such problem)") from None
+    return out
+
+
+def replay(log: list[HistoryEntry]) -> DeploymentState:
     state = DeploymentState()
     for entry in log:
-        action, model = entry["action"], entry.get("model")
-        if action == "deploy" and entry["state"] == "stable":
+        action, model = entry.action, entry.model
+        if action == "deploy" and entry.state == "stable":
             state.stack.append(model)
             state.canary = None
         elif action == "deploy":
@@ -77,11 +239,11 @@ def replay(log: list[dict[str, Any]]) -> DeploymentState:
         elif action == "promote":
             state.stack.append(model)
             state.canary = None
-        elif action in ("abort", "rollback") and entry["state"] == "aborted":
+        elif action in ("abort", "rollback") and entry.state == "aborted":
             state.canary = None
         elif action == "rollback":
             state.stack.pop()
-        state.seq = entry["seq"]
+        state.seq = entry.seq
     state.stable = state.stack[-1] if state.stack else None
     return state
 
@@ -92,8 +254,23 @@ def current(store: ArtifactStore, model_name: str) -> DeploymentState:
 
 
 def head(store: ArtifactStore, model_name: str) -> dict[str, Any] | None:
-    """The cached resolved state the service polls (``None`` before the first deploy)."""
+    """The head record as stored, untyped (``None`` before the first deploy).
+
+    For comparing it byte for byte with the history (:func:`head_in_line`); readers of
+    what is deployed use :func:`read_head`.
+    """
     return store.read_record(f"{_prefix(model_name)}/head")
+
+
+def read_head(store: ArtifactStore, model_name: str) -> DeploymentHead | None:
+    """The cached resolved state the service polls (``None`` before the first deploy)."""
+    record = head(store, model_name)
+    return None if record is None else DeploymentHead.from_json(record)
+
+
+def head_in_line(store: ArtifactStore, model_name: str, state: DeploymentState) -> bool:
+    """Whether the stored head is exactly what ``state`` (replayed from the history) gives."""
+    return head(store, model_name) == state.to_json()
 
 
 @contextlib.contextmanager
@@ -113,14 +290,15 @@ def locked(store: ArtifactStore, model_name: str, timeout_s: float = 30.0) -> It
         lock.release()
 
 
-def _append(store: ArtifactStore, model_name: str, state: DeploymentState,
-            entry: dict[str, Any]) -> DeploymentState:
+def _append(store: ArtifactStore, model_name: str, state: DeploymentState, *, action: Action,
+            new_state: EntryState, model: DeployedModel, reason: str, actor: str | None,
+            to: DeployedModel | None = None) -> DeploymentState:
     """Append one entry (caller holds the lock) and refresh the head."""
     seq = state.seq + 1
-    entry = {"seq": seq, "time": time.time(), "actor": entry.pop("actor", None) or _actor(),
-             **entry}
+    entry = HistoryEntry(seq=seq, time=time.time(), actor=actor or _actor(), action=action,
+                         state=new_state, model=model, reason=reason, to=to)
     try:
-        store.create_record(f"{_prefix(model_name)}/{seq:08d}", entry)
+        store.create_record(f"{_prefix(model_name)}/{seq:08d}", entry.to_json())
     except FileExistsError:
         raise DeployError(
             f"deployment entry {seq} of {model_name} was written by another machine at the "
@@ -135,7 +313,7 @@ def write_head(store: ArtifactStore, model_name: str, state: DeploymentState) ->
     write; whoever writes last checks again, so the head ends at the newest entry.
     """
     while True:
-        store.write_record(f"{_prefix(model_name)}/head", state.to_dict())
+        store.write_record(f"{_prefix(model_name)}/head", state.to_json())
         latest = current(store, model_name)
         if latest.seq == state.seq:
             return state
@@ -149,7 +327,7 @@ def _actor() -> str:
         return "unknown"
 
 
-def deploy(store: ArtifactStore, model_name: str, model: dict[str, Any], *,
+def deploy(store: ArtifactStore, model_name: str, model: DeployedModel, *,
            canary_share: float, actor: str | None = None) -> tuple[str, DeploymentState]:
     """Deploy a model that passed the gate: as canary beside a stable model, else stable.
 
@@ -159,32 +337,31 @@ def deploy(store: ArtifactStore, model_name: str, model: dict[str, Any], *,
     with locked(store, model_name):
         state = current(store, model_name)
         live = [m for m in (state.stable, state.canary) if m]
-        if any(m["trained_weights"] == model["trained_weights"] for m in live):
+        if any(m.trained_weights == model.trained_weights for m in live):
             return "unchanged", state
         as_canary = state.stable is not None and canary_share > 0
         if as_canary and state.canary:
-            state = _append(store, model_name, state, {
-                "action": "abort", "state": "aborted", "model": state.canary,
-                "reason": f"replaced by version {model['version']}", "actor": actor})
-        state = _append(store, model_name, state, {
-            "action": "deploy", "state": "canary" if as_canary else "stable", "model": model,
-            "reason": f"passed the deploy gate (card {model['model_card'][:19]}…)",
-            "actor": actor})
+            state = _append(store, model_name, state, action="abort", new_state="aborted",
+                            model=state.canary, reason=f"replaced by version {model.version}",
+                            actor=actor)
+        state = _append(store, model_name, state, action="deploy",
+                        new_state="canary" if as_canary else "stable", model=model,
+                        reason=f"passed the deploy gate (card {model.model_card[:19]}…)",
+                        actor=actor)
         return "deployed", state
 
 
-def reject(store: ArtifactStore, model_name: str, model: dict[str, Any], reason: str,
+def reject(store: ArtifactStore, model_name: str, model: DeployedModel, reason: str,
            actor: str | None = None) -> DeploymentState:
     """Record that a candidate was not deployed, and why; the serving state is unchanged."""
     with locked(store, model_name):
         state = current(store, model_name)
         last = entries(store, model_name)[-1:] if state.seq else []
-        if last and last[0]["action"] == "reject" and last[0]["model"]["model_card"] == model[
-                "model_card"]:
+        if last and last[0].action == "reject" and last[0].model is not None and (
+                last[0].model.model_card == model.model_card):
             return state
-        return _append(store, model_name, state, {
-            "action": "reject", "state": "rejected", "model": model, "reason": reason,
-            "actor": actor})
+        return _append(store, model_name, state, action="reject", new_state="rejected",
+                       model=model, reason=reason, actor=actor)
 
 
 def promote(store: ArtifactStore, model_name: str, *, expect_seq: int | None = None,
@@ -203,7 +380,7 @@ def abort(store: ArtifactStore, model_name: str, *, expect_seq: int | None = Non
     return _decide_canary(store, model_name, "abort", "aborted", expect_seq, reason, actor)
 
 
-def _decide_canary(store: ArtifactStore, model_name: str, action: str, new_state: str,
+def _decide_canary(store: ArtifactStore, model_name: str, action: Action, new_state: EntryState,
                    expect_seq: int | None, reason: str, actor: str | None) -> DeploymentState:
     with locked(store, model_name):
         state = current(store, model_name)
@@ -211,9 +388,8 @@ def _decide_canary(store: ArtifactStore, model_name: str, action: str, new_state
         if state.canary is None:
             raise DeployError(f"{model_name} has no canary to {action} "
                               f"(stable: {version_label(state.stable)})")
-        return _append(store, model_name, state, {
-            "action": action, "state": new_state, "model": state.canary, "reason": reason,
-            "actor": actor})
+        return _append(store, model_name, state, action=action, new_state=new_state,
+                       model=state.canary, reason=reason, actor=actor)
 
 
 def rollback(store: ArtifactStore, model_name: str, *, reason: str = "rolled back by hand",
@@ -225,17 +401,15 @@ def rollback(store: ArtifactStore, model_name: str, *, reason: str = "rolled bac
     with locked(store, model_name):
         state = current(store, model_name)
         if state.canary is not None:
-            return _append(store, model_name, state, {
-                "action": "rollback", "state": "aborted", "model": state.canary,
-                "reason": reason, "actor": actor})
+            return _append(store, model_name, state, action="rollback", new_state="aborted",
+                           model=state.canary, reason=reason, actor=actor)
         if state.previous is None:
             raise DeployError(
                 f"nothing to roll back to: {model_name} has "
                 + ("no deployed model" if state.stable is None
                    else f"only version {version_label(state.stable)} in its history"))
-        return _append(store, model_name, state, {
-            "action": "rollback", "state": "rolled_back", "model": state.stable,
-            "to": state.previous, "reason": reason, "actor": actor})
+        return _append(store, model_name, state, action="rollback", new_state="rolled_back",
+                       model=state.stable, to=state.previous, reason=reason, actor=actor)
 
 
 def _expect(state: DeploymentState, expect_seq: int | None) -> None:
@@ -244,14 +418,14 @@ def _expect(state: DeploymentState, expect_seq: int | None) -> None:
                           "not applied")
 
 
-def version_label(model: dict[str, Any] | None) -> str:
-    return "none" if model is None else str(model["version"])
+def version_label(model: DeployedModel | None) -> str:
+    return "none" if model is None else str(model.version)
 
 
 def alias_targets(state: DeploymentState) -> dict[str, int | None]:
     """MLflow aliases that mirror the state: ``champion`` (stable) and ``previous``."""
-    return {"champion": state.stable["version"] if state.stable else None,
-            "previous": state.previous["version"] if state.previous else None}
+    return {"champion": state.stable.version if state.stable else None,
+            "previous": state.previous.version if state.previous else None}
 
 
 def _registry_id(tracking_uri: str) -> str:

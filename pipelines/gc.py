@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from pipelines.store import ArtifactStore, object_hash
@@ -51,10 +51,9 @@ def deployed_roots(store: ArtifactStore) -> set[str]:
     roots: set[str] = set()
     for model_name in store.record_folders("deployments"):
         for entry in deploy.entries(store, model_name):
-            model = entry.get("model") or {}
-            roots |= {model[k] for k in ("trained_weights", "quantized_weights", "model_card",
-                                         "preprocess") if model.get(k)}
-            roots |= {v["content_hash"] for v in model.get("variants", {}).values()}
+            for model in (entry.model, entry.to):
+                if model is not None:
+                    roots |= model.artifacts()
     return roots
 
 
@@ -119,3 +118,25 @@ def sweep(store: ArtifactStore, result: Plan) -> None:
         store.remove(path)
     for path in [*result.delete, *result.temp]:
         store.remove(path)
+
+
+def collect(store: ArtifactStore, roots: Iterable[str], *, grace_s: float, dry_run: bool,
+            log: Callable[[str], None] = lambda line: None) -> Plan:
+    """Plan a sweep keeping ``roots`` (and what is always kept), say what goes, and sweep.
+
+    ``roots`` are the content hashes of the recent materializations (``make gc`` and the
+    ``gc_job`` read them from the Dagster instance). With ``dry_run`` nothing is deleted and
+    every path that would go is logged.
+    """
+    result = plan(store, roots, grace_s=grace_s)
+    verb = "would delete" if dry_run else "deleting"
+    log(f"gc: keeping {len(result.keep)} objects; {verb} {len(result.delete)} objects "
+        f"({result.delete_bytes / 1e6:.1f} MB), {len(result.stale_keys)} memo entries and "
+        f"{len(result.temp)} temp files of cut-off writes; "
+        f"{result.young} unreferenced objects are younger than the grace period")
+    if dry_run:
+        for path in [*result.delete, *result.temp]:
+            log(f"  {path}")
+    else:
+        sweep(store, result)
+    return result

@@ -37,8 +37,8 @@ PACKAGE_DIR = Path(__file__).resolve().parent
 TRANSPORT_MODULES = frozenset({
     "pipelines.alerts", "pipelines.artifacts", "pipelines.demo_data", "pipelines.deploy",
     "pipelines.gc", "pipelines.lakefs", "pipelines.lakefs_fs", "pipelines.pg",
-    "pipelines.recipe", "pipelines.repair", "pipelines.reproduce", "pipelines.store",
-    "pipelines.targets", "pipelines.paths", "pipelines.catalog",
+    "pipelines.recipe", "pipelines.records", "pipelines.repair", "pipelines.reproduce",
+    "pipelines.store", "pipelines.targets", "pipelines.paths", "pipelines.catalog",
     "pipelines.tracking", "pipelines.verify", "pipelines.stages.deployment",
 })
 KEYED_MODULES = frozenset({

@@ -6,13 +6,11 @@ recipe), so it lives in the store as small JSON records and needs no MLflow impo
 
 from __future__ import annotations
 
-from typing import Any
-
-from pipelines.deploy import current
+from pipelines.deploy import DeployedModel, current
 from pipelines.store import ArtifactStore
 
 
-def baseline(store: ArtifactStore, model: str, candidate_weights: str) -> dict[str, Any] | None:
+def baseline(store: ArtifactStore, model: str, candidate_weights: str) -> DeployedModel | None:
     """The model a candidate is judged against.
 
     That is the stable (champion) model, unless the candidate *is* it, in which case it is
@@ -20,6 +18,6 @@ def baseline(store: ArtifactStore, model: str, candidate_weights: str) -> dict[s
     cache key).
     """
     state = current(store, model)
-    if state.stable and state.stable["trained_weights"] == candidate_weights:
+    if state.stable and state.stable.trained_weights == candidate_weights:
         return state.previous
     return state.stable

@@ -98,11 +98,11 @@ def repair(store: ArtifactStore, model_name: str, *, edge_target: str | None = N
     report = RepairReport(model_name, seq=state.seq)
     if state.seq == 0:
         return report
-    if deploy.head(store, model_name) != state.to_dict():
+    if not deploy.head_in_line(store, model_name, state):
         with deploy.locked(store, model_name):
             state = deploy.current(store, model_name)  # decided again under the lock
             found = deploy.head(store, model_name)
-            if found != state.to_dict():
+            if found != state.to_json():
                 state = deploy.write_head(store, model_name, state)
                 report.head = "missing" if found is None else f"at entry {found.get('seq')}"
         report.seq = state.seq
@@ -121,13 +121,13 @@ def _repair_edge(store: ArtifactStore, model_name: str, state: deploy.Deployment
                  target: str, report: RepairReport) -> None:
     live = [("stable", state.stable), ("canary", state.canary)]
     for role, model in [(r, m) for r, m in live if m]:
-        version = model["version"]
+        version = model.version
         try:
             files = edge_files(store, model_name, model)
         except ArtifactNotFound:
             report.problems.append(
                 f"edge bundle v{version} ({role}) cannot be re-published: its int8 model "
-                f"{model['variants']['int8']['content_hash']} is missing from the store; "
+                f"{model.variants['int8'].content_hash} is missing from the store; "
                 "make rollback, or make reproduce and redeploy")
             continue
         problems, temps = check_edge(target, model_name, version, files)

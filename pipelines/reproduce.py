@@ -12,11 +12,14 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipelines.artifacts import save_result
 from pipelines.spec import DatasetSpec
 from pipelines.store import ArtifactStore, Manifest
+
+if TYPE_CHECKING:
+    from pipelines.deploy import DeployedModel
 
 
 @dataclass(frozen=True)
@@ -28,7 +31,7 @@ class Recorded:
     raw_data: str | None = None
     quantized_weights: str | None = None
     model_card: str | None = None
-    champion: dict[str, Any] | None = None  # the history entry the card compared against
+    champion: DeployedModel | None = None  # the deployed model the card compared against
 
 
 @dataclass(frozen=True)
@@ -131,7 +134,7 @@ def rebuild(spec: DatasetSpec, source: ArtifactStore, recorded: Recorded, workdi
         return matches
     variants = copy_artifact(source, empty, recorded.quantized_weights)
     if recorded.champion:
-        copy_artifact(source, empty, recorded.champion["quantized_weights"])
+        copy_artifact(source, empty, recorded.champion.quantized_weights)
     judge("model_card", recorded.model_card,
           lambda: build_card(spec, empty, features, weights, variants,
                              lineage={"validated_features": recorded.validated_features,

@@ -15,6 +15,7 @@ import json
 import uuid
 from typing import Any
 
+from pipelines.deploy import DeployedModel, ModelInputs, VariantFile
 from pipelines.store import ArtifactStore, is_temp
 
 EDGE_MODEL = "model_int8.onnx"
@@ -34,44 +35,43 @@ def gate_verdict(store: ArtifactStore, model_card: str) -> dict[str, Any]:
 
 
 def model_entry(store: ArtifactStore, *, version: int | None, trained_weights: str,
-                quantized_weights: str, model_card: str) -> dict[str, Any]:
+                quantized_weights: str, model_card: str) -> DeployedModel:
     """The model as the deployment history records it: lineage and per-variant files."""
     manifest = store.get_manifest(quantized_weights)
     variants = {}
     for name in ("fp32", "int8", "fp16"):
         content = manifest.files[f"model_{name}.onnx"]
         data = store.get_bytes(content)
-        variants[name] = {"content_hash": content, "sha256": hashlib.sha256(data).hexdigest(),
-                          "bytes": len(data)}
+        variants[name] = VariantFile(content_hash=content,
+                                     sha256=hashlib.sha256(data).hexdigest(), bytes=len(data))
     preprocess = json.loads(store.get_bytes(manifest.files["preprocess.json"]))
-    return {"version": version, "trained_weights": trained_weights,
-            "quantized_weights": quantized_weights, "model_card": model_card,
-            "preprocess": manifest.files["preprocess.json"],
-            "inputs": {"numeric": list(preprocess["numeric"]),
-                       "categorical": list(preprocess["categorical"])},
-            "variants": variants}
+    return DeployedModel(version=version, trained_weights=trained_weights,
+                         quantized_weights=quantized_weights, model_card=model_card,
+                         preprocess=manifest.files["preprocess.json"],
+                         inputs=ModelInputs(numeric=tuple(preprocess["numeric"]),
+                                            categorical=tuple(preprocess["categorical"])),
+                         variants=variants)
 
 
-def edge_files(store: ArtifactStore, model_name: str, model: dict[str, Any]) -> dict[str, bytes]:
+def edge_files(store: ArtifactStore, model_name: str, model: DeployedModel) -> dict[str, bytes]:
     """The bundle's files (the int8 model and its manifest), byte for byte reproducible."""
-    int8 = model["variants"]["int8"]
-    data = store.get_bytes(int8["content_hash"])
-    manifest = {"model": model_name, "version": model["version"], "file": EDGE_MODEL,
+    data = store.get_bytes(model.variants["int8"].content_hash)
+    manifest = {"model": model_name, "version": model.version, "file": EDGE_MODEL,
                 "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data),
-                "inputs": model["inputs"], "output": "probability of the positive class",
-                "trained_weights": model["trained_weights"]}
+                "inputs": model.inputs.to_json(), "output": "probability of the positive class",
+                "trained_weights": model.trained_weights}
     body = json.dumps(manifest, indent=2, sort_keys=True).encode()
     return {EDGE_MODEL: data, EDGE_MANIFEST: body}
 
 
-def edge_bundle(store: ArtifactStore, model_name: str, model: dict[str, Any],
+def edge_bundle(store: ArtifactStore, model_name: str, model: DeployedModel,
                 max_bytes: int) -> dict[str, bytes]:
     """The bundle's files, or an error naming the limit when it is too large."""
     files = edge_files(store, model_name, model)
     total = sum(len(data) for data in files.values())
     if total > max_bytes:
         raise EdgeBundleTooLarge(
-            f"edge bundle for {model_name} version {model['version']} is {total:,} bytes, over "
+            f"edge bundle for {model_name} version {model.version} is {total:,} bytes, over "
             f"deployment.edge.max_bytes = {max_bytes:,} in the dataset spec; shrink the model "
             "(training.hidden) or raise the limit if the devices can take it")
     return files

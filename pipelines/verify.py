@@ -18,10 +18,14 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from pipelines.gc import old_temp_files
 from pipelines.hashing import FRAME_PREFIX, hash_frame, hash_stream
 from pipelines.store import ArtifactStore
+
+if TYPE_CHECKING:
+    from pipelines.deploy import DeployedModel
 
 
 @dataclass(frozen=True)
@@ -134,15 +138,13 @@ def _check_history(store: ArtifactStore, report: Report) -> None:
     from pipelines import deploy
 
     for model_name in store.record_folders("deployments"):
-        names = [n for n in store.list_records(f"deployments/{model_name}")
-                 if n.rsplit("/", 1)[-1].isdigit()]
-        log = []
-        for number, name in enumerate(names, start=1):
+        log: list[deploy.HistoryEntry] | None = []
+        for number, name in enumerate(deploy.entry_names(store, model_name), start=1):
             report.history_entries += 1
             try:
-                entry = store.read_record(name)
-                assert entry is not None and int(entry["seq"]) == number
-            except (ValueError, KeyError, TypeError, AssertionError):
+                entry = deploy.HistoryEntry.from_json(store.read_record(name))
+                assert entry.seq == number
+            except (ValueError, KeyError, TypeError, AttributeError, AssertionError):
                 report.problems.append(Problem(
                     f"records/{name}.json",
                     f"deployment history entry {number} of {model_name} is unreadable or out "
@@ -158,25 +160,24 @@ def _check_history(store: ArtifactStore, report: Report) -> None:
         for role, model in (("stable", state.stable), ("canary", state.canary)):
             if model:
                 _check_model(store, model_name, role, model, report)
-        head = deploy.head(store, model_name)
-        if log and head != state.to_dict():
+        if log and not deploy.head_in_line(store, model_name, state):
             report.problems.append(Problem(
                 f"records/deployments/{model_name}/head.json",
                 f"head does not match the history (entry {state.seq})",
                 "make deploy-status REPAIR=1 rebuilds it"))
 
 
-def _check_model(store: ArtifactStore, model_name: str, role: str, model: dict,
+def _check_model(store: ArtifactStore, model_name: str, role: str, model: DeployedModel,
                  report: Report) -> None:
-    for variant, info in model.get("variants", {}).items():
-        where = f"{model_name} v{model.get('version')} ({role}) {variant}"
+    for variant, info in model.variants.items():
+        where = f"{model_name} v{model.version} ({role}) {variant}"
         try:
-            data = store.get_bytes(info["content_hash"])
+            data = store.get_bytes(info.content_hash)
         except KeyError:
-            report.problems.append(Problem(where, f"model file {info['content_hash']} is missing",
+            report.problems.append(Problem(where, f"model file {info.content_hash} is missing",
                                            "make rollback, or make reproduce and redeploy"))
             continue
-        if hashlib.sha256(data).hexdigest() != info["sha256"]:
+        if hashlib.sha256(data).hexdigest() != info.sha256:
             report.problems.append(Problem(where, "model file does not match its recorded sha256",
                                            "make rollback, or make reproduce and redeploy"))
 

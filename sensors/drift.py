@@ -12,6 +12,8 @@ from collections.abc import Callable
 
 import dagster as dg
 
+from pipelines.records import DriftSummary, PerformanceSummary
+
 
 def latest_metadata(instance: dg.DagsterInstance, key: dg.AssetKey) -> dict | None:
     """The metadata values of an asset's latest materialization, or None."""
@@ -21,27 +23,26 @@ def latest_metadata(instance: dg.DagsterInstance, key: dg.AssetKey) -> dict | No
     return {k: v.value for k, v in event.asset_materialization.metadata.items()}
 
 
-def evaluate(cursor: dict, drift: dict | None, perf: dict | None, now: float, *,
-             consecutive: int, cooldown_s: float) -> tuple[str | None, str, dict]:
+def evaluate(cursor: dict, drift: DriftSummary | None, perf: PerformanceSummary | None,
+             now: float, *, consecutive: int,
+             cooldown_s: float) -> tuple[str | None, str, dict]:
     """``(run_key or None, reason, new cursor)``: the sensor's whole decision, pure."""
     state = {"consecutive": 0, "last_batch": None, "last_perf": None, "last_request": None}
     state |= cursor
-    new_batch = drift is not None and drift.get("batch") and drift["batch"] != state[
-        "last_batch"]
+    new_batch = drift is not None and bool(drift.batch) and drift.batch != state["last_batch"]
     if new_batch:
-        state["last_batch"] = drift["batch"]
-        state["consecutive"] = state["consecutive"] + 1 if drift.get("drifted") else 0
+        state["last_batch"] = drift.batch
+        state["consecutive"] = state["consecutive"] + 1 if drift.drifted else 0
     trigger, why = None, None
     if state["consecutive"] >= consecutive and new_batch:
-        trigger = f"drift-{drift['batch']}"
-        why = (f"drift score {drift['drift_score']:.3f} ≥ {drift['drift_threshold']:g} for "
+        trigger = f"drift-{drift.batch}"
+        why = (f"drift score {drift.drift_score:.3f} ≥ {drift.drift_threshold:g} for "
                f"{state['consecutive']} consecutive batches (drifted: "
-               f"{', '.join(drift.get('drifted_columns', []))})")
-    elif perf and perf.get("below_floor") and perf.get("content_hash") != state["last_perf"]:
-        state["last_perf"] = perf.get("content_hash")
-        trigger = f"performance-{perf.get('content_hash')}"
-        why = "production performance below the floor: " + "; ".join(
-            perf.get("floor_failures", []))
+               f"{', '.join(drift.drifted_columns)})")
+    elif perf and perf.below_floor and perf.content_hash != state["last_perf"]:
+        state["last_perf"] = perf.content_hash
+        trigger = f"performance-{perf.content_hash}"
+        why = "production performance below the floor: " + "; ".join(perf.floor_failures)
     if trigger:
         last = state["last_request"]
         if last is not None and now - last < cooldown_s:
@@ -54,11 +55,11 @@ def evaluate(cursor: dict, drift: dict | None, perf: dict | None, now: float, *,
         return None, "no drift report yet", state
     if not new_batch:
         return None, f"no new production batch since {str(state['last_batch'])[:19]}…", state
-    if drift.get("drifted"):
+    if drift.drifted:
         return None, (f"drifted batch {state['consecutive']} of {consecutive} consecutive "
-                      f"(score {drift['drift_score']:.3f})"), state
-    return None, (f"batch {drift['batch'][:19]}… is clean: drift score "
-                  f"{drift['drift_score']:.3f} < {drift['drift_threshold']:g}"), state
+                      f"(score {drift.drift_score:.3f})"), state
+    return None, (f"batch {drift.batch[:19]}… is clean: drift score "
+                  f"{drift.drift_score:.3f} < {drift.drift_threshold:g}"), state
 
 
 def build_drift_sensor(model: str, retrain_job, *, consecutive: int, cooldown_s: float,
@@ -81,10 +82,15 @@ def build_drift_sensor(model: str, retrain_job, *, consecutive: int, cooldown_s:
                            "cooldown.")
     def drift_sensor(context: dg.SensorEvaluationContext):
         cursor = json.loads(context.cursor) if context.cursor else {}
-        run_key, reason, state = evaluate(
-            cursor, latest_metadata(context.instance, drift_asset),
-            latest_metadata(context.instance, performance_asset), clock(),
-            consecutive=consecutive, cooldown_s=cooldown_s)
+        drift = latest_metadata(context.instance, drift_asset)
+        perf = latest_metadata(context.instance, performance_asset)
+        try:
+            drift_summary = None if drift is None else DriftSummary.from_metadata(drift)
+            perf_summary = None if perf is None else PerformanceSummary.from_metadata(perf)
+        except ValueError as exc:  # a materialization not written by the stage
+            return dg.SensorResult(skip_reason=str(exc), cursor=context.cursor)
+        run_key, reason, state = evaluate(cursor, drift_summary, perf_summary, clock(),
+                                          consecutive=consecutive, cooldown_s=cooldown_s)
         new_cursor = json.dumps(state, sort_keys=True)
         if run_key is None:
             return dg.SensorResult(skip_reason=reason, cursor=new_cursor)

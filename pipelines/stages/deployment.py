@@ -11,7 +11,9 @@ is finished by the next run, even when that run finds the model already deployed
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
 
 from pipelines import deploy
 from pipelines.lakefs import is_lakefs, tag_deployment
@@ -26,14 +28,46 @@ from pipelines.targets import (
     publish_edge,
 )
 
+Outcome = Literal["deployed", "unchanged", "rejected"]
+Role = Literal["stable", "canary"]
+
+
+@dataclass(frozen=True)
+class LakefsTag:
+    """The lakeFS tag of a deployed version (with the store on lakeFS)."""
+
+    tag: str
+    commit: str
+    created: bool  # false: the tag was there already
+
+
+@dataclass(frozen=True)
+class PublishResult:
+    """What one deployment step did.
+
+    ``role``, ``edge`` and ``lakefs_tag`` are set unless the gate rejected the model
+    (``reason`` says why); ``edge_bytes`` only when a bundle was published by this step.
+    """
+
+    outcome: Outcome
+    version: int | None
+    state: deploy.DeploymentState  # the deployment after the step
+    repaired: tuple[str, ...] = ()  # what a killed earlier run had left out of line
+    role: Role | None = None
+    edge: str | None = None
+    edge_bytes: int | None = None
+    aliases: dict[str, int | None] | None = None  # MLflow aliases, when this step set them
+    reason: str | None = None
+    lakefs_tag: LakefsTag | None = None
+
 
 def publish(spec: DatasetSpec, store: ArtifactStore, *, tracking_uri: str, trained_weights: str,
             quantized_weights: str, model_card: str, actor: str | None = None,
-            log: Any = None) -> dict[str, Any]:
+            log: Callable[[str], None] | None = None) -> PublishResult:
     """Deploy (or record the rejection of) one candidate; returns what happened.
 
     First brings the head, edge bundles and aliases in line with the history (what a killed
-    run left undone), then decides. ``result["repaired"]`` lists what was repaired.
+    run left undone), then decides. ``result.repaired`` lists what was repaired.
 
     Raises:
         EdgeBundleTooLarge: before anything is recorded, so a failed run changes nothing.
@@ -42,59 +76,60 @@ def publish(spec: DatasetSpec, store: ArtifactStore, *, tracking_uri: str, train
     target = spec.deployment.edge.target
     report = repair(store, spec.name, edge_target=target, tracking_uri=tracking_uri,
                     log=say)
-    repaired = report.lines()
+    repaired = tuple(report.lines())
     state = deploy.current(store, spec.name)
-    for role, live in (("stable", state.stable), ("canary", state.canary)):
-        if live and live["trained_weights"] == trained_weights:
+    live: tuple[tuple[Role, deploy.DeployedModel | None], ...] = (
+        ("stable", state.stable), ("canary", state.canary))
+    for role, model in live:
+        if model and model.trained_weights == trained_weights:
             # The nightly no-op path: no MLflow import, nothing written (unless repaired).
-            say(f"version {live['version']} is already the {role} model")
+            say(f"version {model.version} is already the {role} model")
             # A run killed before tagging leaves the version untagged: tag it now (an
             # existing tag is left as it is).
-            tag = _tag(store, spec.name, live["version"], actor, trained_weights, say)
-            return {"outcome": "unchanged", "role": role, "version": live["version"],
-                    "edge": edge_folder(target, spec.name, live["version"]),
-                    "edge_bytes": None, "state": state.to_dict(), "repaired": repaired,
-                    "lakefs_tag": tag}
+            tag = _tag(store, spec.name, model.version, actor, trained_weights, say)
+            return PublishResult("unchanged", model.version, state, repaired, role=role,
+                                 edge=edge_folder(target, spec.name, model.version),
+                                 lakefs_tag=tag)
     from pipelines.tracking import find_version
 
     version = find_version(tracking_uri, spec.name, trained_weights)
-    model = model_entry(store, version=version, trained_weights=trained_weights,
-                        quantized_weights=quantized_weights, model_card=model_card)
+    candidate = model_entry(store, version=version, trained_weights=trained_weights,
+                            quantized_weights=quantized_weights, model_card=model_card)
     verdict = gate_verdict(store, model_card)
     if not verdict["passed"]:
         reasons = "; ".join(r["rule"] for r in verdict["rules"] if not r["passed"])
-        state = deploy.reject(store, spec.name, model, f"deploy gate blocked: {reasons}",
+        state = deploy.reject(store, spec.name, candidate, f"deploy gate blocked: {reasons}",
                               actor=actor)
         say(f"version {version} not deployed: the deploy gate blocked it ({reasons}); "
             f"stable stays {deploy.version_label(state.stable)}")
-        return {"outcome": "rejected", "reason": reasons, "version": version,
-                "state": state.to_dict(), "repaired": repaired}
-    files = edge_bundle(store, spec.name, model, spec.deployment.edge.max_bytes)
+        return PublishResult("rejected", version, state, repaired, reason=reasons)
+    files = edge_bundle(store, spec.name, candidate, spec.deployment.edge.max_bytes)
     # From here on every write is one that `repair` redoes if this process dies: the history
     # entry (with the head), the edge bundle, the aliases.
-    outcome, state = deploy.deploy(store, spec.name, model,
+    outcome, state = deploy.deploy(store, spec.name, candidate,
                                    canary_share=spec.deployment.canary.share, actor=actor)
     with deploy.locked(store, spec.name):  # no repair removes our temp files meanwhile
         edge = publish_edge(target, spec.name, version, files)
     aliases = deploy.alias_targets(state)
     if not deploy.aliases_in_sync(store, spec.name, tracking_uri, state):
         aliases = deploy.sync_aliases(store, tracking_uri, spec.name)
-    role = ("canary" if state.canary and state.canary["trained_weights"] == trained_weights
-            else "stable")
+    role: Role = ("canary" if state.canary and state.canary.trained_weights == trained_weights
+                  else "stable")
     say(f"version {version}: {outcome} as {role}; edge bundle at {edge}")
     tag = _tag(store, spec.name, version, actor, trained_weights, say)
-    return {"outcome": outcome, "role": role, "version": version, "edge": edge,
-            "edge_bytes": sum(len(v) for v in files.values()), "aliases": aliases,
-            "state": state.to_dict(), "lakefs_tag": tag, "repaired": repaired}
+    return PublishResult(outcome, version, state, repaired, role=role, edge=edge,
+                         edge_bytes=sum(len(v) for v in files.values()), aliases=aliases,
+                         lakefs_tag=tag)
 
 
-def _tag(store: ArtifactStore, model_name: str, version: Any, actor: str | None,
-         trained_weights: str, say: Any) -> dict[str, str] | None:
+def _tag(store: ArtifactStore, model_name: str, version: int | None, actor: str | None,
+         trained_weights: str, say: Callable[[str], None]) -> LakefsTag | None:
     """With the store on lakeFS, commit it and tag the deployed version (idempotent)."""
     if not is_lakefs(store.root):
         return None
-    tag = tag_deployment(store.root, model_name, version,
-                         metadata={"actor": actor or "", "trained_weights": trained_weights})
-    if tag.get("created") != "no":
-        say(f"lakeFS tag {tag['tag']} -> commit {tag['commit']}")
+    found = tag_deployment(store.root, model_name, version,
+                           metadata={"actor": actor or "", "trained_weights": trained_weights})
+    tag = LakefsTag(tag=found["tag"], commit=found["commit"], created=found["created"] != "no")
+    if tag.created:
+        say(f"lakeFS tag {tag.tag} -> commit {tag.commit}")
     return tag

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from pipelines.artifacts import StageResult, read_file, read_frame
+from pipelines.artifacts import Markdown, StageResult, read_file, read_frame
 from pipelines.evaluation import latency, metrics
 from pipelines.features import LABEL_COLUMN, ROW_COLUMN, SPLIT_COLUMN, onnx_feeds
 from pipelines.hashing import canonical_json
@@ -16,6 +16,8 @@ from pipelines.quantize import predict, session
 from pipelines.spec import DatasetSpec
 from pipelines.store import ArtifactStore, Manifest
 
+if TYPE_CHECKING:
+    from pipelines.deploy import DeployedModel
 VARIANTS = ("fp32", "int8", "fp16")
 
 
@@ -33,25 +35,25 @@ def _fairness(spec: DatasetSpec, test: Any, p: np.ndarray) -> dict[str, Any]:
 
 
 def _champion(spec: DatasetSpec, store: ArtifactStore, test: Any,
-              entry: dict[str, Any] | None) -> dict[str, Any] | None:
+              entry: DeployedModel | None) -> dict[str, Any] | None:
     """The champion's metrics and fairness on the candidate's held-out rows."""
     if entry is None:
         return None
-    manifest = store.get_manifest(entry["quantized_weights"])
+    manifest = store.get_manifest(entry.quantized_weights)
     params = json.loads(read_file(store, manifest, "preprocess.json"))
     missing = [c for c in (*params["numeric"], *params["categorical"]) if c not in test.columns]
     if missing:
-        return {"version": entry.get("version"), "trained_weights": entry["trained_weights"],
+        return {"version": entry.version, "trained_weights": entry.trained_weights,
                 "missing_columns": missing, "metrics": None, "fairness": None}
     p = predict(session(read_file(store, manifest, "model_fp32.onnx")), onnx_feeds(test, params))
     y = test[LABEL_COLUMN].to_numpy(dtype=int)
-    return {"version": entry.get("version"), "trained_weights": entry["trained_weights"],
+    return {"version": entry.version, "trained_weights": entry.trained_weights,
             "metrics": metrics(y, p), "fairness": _fairness(spec, test, p)}
 
 
 def build_card(spec: DatasetSpec, store: ArtifactStore, features: Manifest, weights: Manifest,
                variants: Manifest, lineage: dict[str, str],
-               champion: dict[str, Any] | None = None) -> StageResult:
+               champion: DeployedModel | None = None) -> StageResult:
     """Evaluate every variant, compare with the champion, judge the deploy gate."""
     from pipelines.gate import judge
 
@@ -104,7 +106,7 @@ def build_card(spec: DatasetSpec, store: ArtifactStore, features: Manifest, weig
                "card.json": canonical_json(card), "gate.json": canonical_json(verdict),
                **images},
         frames={"predictions": predictions},
-        metadata={"model_card": {"__md__": render_markdown(timed)},
+        metadata={"model_card": Markdown(render_markdown(timed)),
                   "latency_ms": {v: {f"batch_{t['batch']}": round(t["median_ms"], 4)
                                      for t in latencies[v]} for v in VARIANTS},
                   "roc_auc": round(fp32["roc_auc"], 6), "accuracy": round(fp32["accuracy"], 6),

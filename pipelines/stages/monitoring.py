@@ -6,13 +6,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pipelines.artifacts import StageFailure, StageResult, read_frame
+from pipelines.artifacts import Markdown, PathLink, StageFailure, StageResult, read_frame
 from pipelines.drift import column_tests, drift_score, evidently_report, fast_path
 from pipelines.spec import DatasetSpec
 from pipelines.store import ArtifactStore
 
 if TYPE_CHECKING:
     import pandas as pd
+
+    from pipelines.deploy import DeployedModel
 
 
 def reference_frame(store: ArtifactStore, trained_weights: str) -> pd.DataFrame:
@@ -50,7 +52,7 @@ def build_drift_report(spec: DatasetSpec, store: ArtifactStore, *, batch: pd.Dat
                   "drift_threshold": spec.monitoring.drift_threshold,
                   "drifted_columns": drifted, "rows": int(len(batch)),
                   "reference_rows": int(len(reference)), "engine": engine,
-                  "columns_table": {"__md__": _markdown(rows)}},
+                  "columns_table": Markdown(_markdown(rows))},
     )
 
 
@@ -69,7 +71,7 @@ class DriftInputs:
 
     spec: DatasetSpec
     store: ArtifactStore
-    stable: dict[str, Any]
+    stable: DeployedModel
     batch_hash: str
     batch_files: list[str]
     frame: pd.DataFrame
@@ -103,8 +105,8 @@ class DriftInputs:
     def report(self) -> StageResult:
         result = build_drift_report(self.spec, self.store, batch=self.frame,
                                     batch_files=self.batch_files,
-                                    reference_weights=self.stable["trained_weights"])
-        result.metadata |= {"batch": self.batch_hash, "model_version": self.stable["version"]}
+                                    reference_weights=self.stable.trained_weights)
+        result.metadata |= {"batch": self.batch_hash, "model_version": self.stable.version}
         return result
 
     def on_saved(self, content_hash: str, result: StageResult) -> None:
@@ -113,8 +115,8 @@ class DriftInputs:
 
         if "report.html" in result.files:
             manifest = self.store.get_manifest(content_hash)
-            result.metadata["report_html"] = {
-                "__path__": self.store.object_url(manifest.files["report.html"])}
+            result.metadata["report_html"] = PathLink(
+                self.store.object_url(manifest.files["report.html"]))
         if result.metadata["drifted"]:
             mon = self.spec.monitoring
             send_alert(mon.alert_webhook, "drift", self.spec.name,

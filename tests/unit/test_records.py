@@ -1,0 +1,36 @@
+"""Typed records that cross layers: metadata markers and the monitoring verdicts."""
+
+import pytest
+
+from pipelines.artifacts import Markdown, PathLink, metadata_from_json, metadata_to_json
+from pipelines.records import DriftSummary, PerformanceSummary
+
+
+def test_markers_are_stored_in_the_memo_entry_format_and_read_back():
+    metadata = {"table": Markdown("| a |\n|---|"), "report": PathLink("/store/objects/b3/x"),
+                "score": 0.25, "columns": ["age"], "plain": {"__md__": "a", "other": 1}}
+    stored = metadata_to_json(metadata)
+    # The JSON form memo entries have always had: entries written before stay readable.
+    assert stored["table"] == {"__md__": "| a |\n|---|"}
+    assert stored["report"] == {"__path__": "/store/objects/b3/x"}
+    assert metadata_from_json(stored) == metadata
+    assert metadata_from_json({"card": {"__md__": "# card"}}) == {"card": Markdown("# card")}
+
+
+def test_drift_metadata_parses_into_one_record():
+    summary = DriftSummary.from_metadata({
+        "drift_score": 0.42, "drift_threshold": 0.3, "drifted": True,
+        "drifted_columns": ["age", "hours"], "batch": "b3:batch", "rows": 500,
+        "content_hash": "b3:report"})
+    assert summary == DriftSummary(drift_score=0.42, drift_threshold=0.3, drifted=True,
+                                   drifted_columns=("age", "hours"), batch="b3:batch",
+                                   content_hash="b3:report")
+    perf = PerformanceSummary.from_metadata({"below_floor": False, "labelled_rows": 3})
+    assert perf == PerformanceSummary(below_floor=False)
+
+
+def test_metadata_from_another_writer_is_refused_naming_the_field():
+    with pytest.raises(ValueError, match=r"drift_report materialization has no 'drift_score'"):
+        DriftSummary.from_metadata({"batch": "b3:x", "drift_threshold": 0.3})
+    with pytest.raises(ValueError, match=r"production_performance .* 'below_floor'"):
+        PerformanceSummary.from_metadata({"content_hash": "b3:y"})
