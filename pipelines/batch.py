@@ -304,3 +304,82 @@ def file_state(path: Path) -> tuple[int, int, int]:
     """(size, mtime, inode): what tells that a file changed while it was read."""
     st = os.stat(path)
     return st.st_size, st.st_mtime_ns, st.st_ino
+
+
+@dataclass
+class BatchInputs:
+    """What one scoring of the batch table needs: the stable model and the table's version.
+
+    Found without reading the table (a local file's hash is stat-cached; a ``lakefs://``
+    object's version is read from lakeFS metadata), so an unchanged night is a cache hit.
+    """
+
+    model: ScoringModel
+    source: str
+    fmt: str
+    source_hash: str
+    path: Path | None = None
+    lakefs: tuple[Any, Any] | None = None  # (client, SourceVersion) of a lakefs:// table
+
+    @classmethod
+    def find(cls, spec: Any, store: Any, stat_cache: Any,
+             lakefs_client: Any = None) -> BatchInputs:
+        """The stable model and the table's version.
+
+        Args:
+            spec: The model's dataset spec (its ``deployment.batch``).
+            store: The artifact store holding the deployment history.
+            stat_cache: The file-stat cache of content hashes.
+            lakefs_client: Called for a ``lakefs://`` table; returns the SDK client.
+
+        Raises:
+            ValueError: no ``deployment.batch`` or no stable model; InputError (a
+                ValueError): an unusable table. One line naming the model or file.
+        """
+        from pipelines import deploy
+        from pipelines.lakefs import LakeFSError, is_lakefs, source_version
+
+        batch = spec.deployment.batch
+        if batch is None:
+            raise ValueError(f"model {spec.name}: deployment.batch is not set in its spec; "
+                             "add deployment.batch.source (a CSV or Parquet table, or a "
+                             "lakefs:// URI) to score a table")
+        stable = deploy.current(store, spec.name).stable
+        if stable is None:
+            raise ValueError(f"model {spec.name}: no stable model to score {batch.source} "
+                             f"with; run {spec.name}_training_job until a model passes the "
+                             "gate and is deployed")
+        model, fmt = ScoringModel.from_deployed(stable), table_format(batch.source)
+        if is_lakefs(batch.source):
+            client = lakefs_client()
+            try:
+                version = source_version(client, batch.source)
+            except LakeFSError as exc:
+                raise InputError(str(exc), file=batch.source, rule="table exists") from None
+            return cls(model, batch.source, fmt, version.content_key, lakefs=(client, version))
+        path = check_file(Path(batch.source), batch.source)
+        return cls(model, batch.source, fmt, stat_cache.file_hash(path)[0], path=path)
+
+    def score(self, spec: Any, store: Any) -> Any:
+        """Score the table (a local copy first for a ``lakefs://`` table)."""
+        import tempfile
+
+        from pipelines.artifacts import StageFailure
+        from pipelines.lakefs import LakeFSError, copy_source
+        from pipelines.stages.batch import score_table, table_source
+
+        id_column = spec.deployment.batch.id_column
+        if self.lakefs is None:
+            return score_table(spec, store, self.model,
+                               table_source(spec, self.path, self.source, self.fmt), id_column)
+        client, version = self.lakefs
+        with tempfile.TemporaryDirectory() as tmp:
+            local = Path(tmp) / f"table.{self.fmt}"
+            try:
+                with open(local, "wb") as out:
+                    copy_source(client, version, out)
+            except LakeFSError as exc:
+                raise StageFailure(f"{self.source}: {exc}") from None
+            return score_table(spec, store, self.model,
+                               table_source(spec, local, version.pinned_uri, self.fmt),
+                               id_column)
