@@ -9,7 +9,9 @@ coordinated omission).
 
 Targets: batched throughput not lower than unbatched; batched p99 ≤ 50 ms.
 Rates: ``TIDELINE_BENCH_RATES`` (requests/s, comma-separated; default 200,400,800);
-seconds per round: ``TIDELINE_BENCH_SECONDS`` (default 8).
+seconds per round: ``TIDELINE_BENCH_SECONDS`` (default 8); ``TIDELINE_BENCH_ROUTE=infer``
+sends the same records as Open Inference Protocol v2 requests
+(``POST /v2/models/adult/infer``, one tensor per column) instead of ``POST /predict``.
 """
 
 from __future__ import annotations
@@ -18,15 +20,28 @@ import asyncio
 import os
 import statistics
 
-from bench.serving_common import Server, adult_records, deployed_home
+from bench.serving_common import HOME, Server, adult_records, deployed_home
+
+
+def _body(record: dict, route: str, numeric: set[str]) -> tuple[str, dict]:
+    if route != "infer":
+        return "/predict", {"records": [record]}
+    inputs = [{"name": c, "shape": [1], "datatype": "FP32" if c in numeric else "BYTES",
+               "data": [v]} for c, v in record.items()]
+    return "/v2/models/adult/infer", {"inputs": inputs}
 
 
 def _load(server, records: list[dict], rate: float, seconds: float) -> dict:
     from bench.loadgen import encode, run
 
     n = int(rate * seconds)
-    requests = [encode("127.0.0.1", server.port, "/predict",
-                       {"records": [records[i % len(records)]]}, {"X-API-Key": server.key})
+    from pipelines.spec import load_spec
+
+    route = os.environ.get("TIDELINE_BENCH_ROUTE", "predict")
+    numeric = set(load_spec(HOME / "spec.yaml").numeric_columns)
+    requests = [encode("127.0.0.1", server.port,
+                       *_body(records[i % len(records)], route, numeric),
+                       {"X-API-Key": server.key})
                 for i in range(n)]
     result = asyncio.run(run("127.0.0.1", server.port, requests, rate))
     return {"throughput": result.throughput, "errors": result.errors, "p50": result.p50,

@@ -44,7 +44,7 @@ def main() -> None:
         return np.concatenate(out)
 
     np.testing.assert_allclose(batched("int8", 64), per_request("int8"), atol=1e-6)
-    print(f"(a) {REQUESTS} single-record requests, Adult v{entry['version']}, 1 thread")
+    print(f"(a) {REQUESTS} single-record requests, Adult v{entry.version}, 1 thread")
     for variant in ("int8", "fp32"):
         for max_batch in (8, 32, 64):
             a, b = [], []
@@ -62,7 +62,7 @@ def main() -> None:
                   f"(target ≥ 3; {'meets' if ratio >= 3 else 'MISSES'})", flush=True)
 
     print("(c) variants: size and latency (median of interleaved calls)")
-    sizes = {v: entry["variants"][v]["bytes"] for v in ("fp32", "int8")}
+    sizes = {v: entry.variants[v].bytes for v in ("fp32", "int8")}
     print(f"    size: fp32 {sizes['fp32']:,} B, int8 {sizes['int8']:,} B "
           f"(int8 ÷ fp32 = {sizes['int8'] / sizes['fp32']:.2f})")
     for batch in (1, 256):

@@ -1,8 +1,12 @@
 """Start the serving service on the local deployment (``make serve``).
 
 Usage: ``python -m cli.serve [--host 127.0.0.1] [--port 8000] [--workers 1]``.
-Settings come from the environment (``serving/config.py``); with more than one worker,
-set ``TIDELINE_REDIS_URL`` so rate limits and canary counts are shared.
+One process serves every deployed model of the datasets folder (``TIDELINE_DATASETS``, or
+``TIDELINE_SPEC`` alone): ``POST /predict`` for the default model
+(``TIDELINE_DEFAULT_MODEL``, else the only model, else ``demo``) and the Open Inference
+Protocol v2 routes (``/v2/models/{name}/infer``, ...) for any of them. Settings come from
+the environment (``serving/config.py``); with more than one worker, set
+``TIDELINE_REDIS_URL`` so rate limits and canary counts are shared.
 """
 
 from __future__ import annotations

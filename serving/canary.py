@@ -2,8 +2,8 @@
 
 A request with an ``X-Routing-Key`` goes to the canary when the key's hash falls in the
 canary's share, so one user sees one model; a request without a key is routed at random.
-The canary's requests, errors and a latency histogram are counted per deployment entry
-(in Redis when configured, so every worker's traffic counts); a verdict is reached as
+The canary's requests, errors and a latency histogram are counted per model and deployment
+entry (in Redis when configured, so every worker's traffic counts); a verdict is reached as
 soon as it is certain.
 """
 
@@ -50,11 +50,13 @@ def _bucket(latency_ms: float) -> int:
 
 
 class MemoryCanaryStats:
-    def __init__(self) -> None:
-        self._totals: dict[int, CanaryTotals] = {}
+    """Canary counts of every model, in this process only."""
 
-    async def record(self, seq: int, ok: bool, latency_ms: float) -> CanaryTotals:
-        t = self._totals.setdefault(seq, CanaryTotals(0, 0, [0] * len(BUCKETS_MS)))
+    def __init__(self) -> None:
+        self._totals: dict[tuple[str, int], CanaryTotals] = {}
+
+    async def record(self, model: str, seq: int, ok: bool, latency_ms: float) -> CanaryTotals:
+        t = self._totals.setdefault((model, seq), CanaryTotals(0, 0, [0] * len(BUCKETS_MS)))
         t.requests += 1
         t.errors += 0 if ok else 1
         t.buckets[_bucket(latency_ms)] += 1
@@ -65,14 +67,15 @@ class MemoryCanaryStats:
 
 
 class RedisCanaryStats:
-    def __init__(self, url: str, model_name: str):
+    """The same counts in Redis (``tideline:canary:<model>:<entry>``), shared by workers."""
+
+    def __init__(self, url: str):
         import redis.asyncio as redis
 
         self.client = redis.from_url(url)
-        self.prefix = f"tideline:canary:{model_name}"
 
-    async def record(self, seq: int, ok: bool, latency_ms: float) -> CanaryTotals:
-        name = f"{self.prefix}:{seq}"
+    async def record(self, model: str, seq: int, ok: bool, latency_ms: float) -> CanaryTotals:
+        name = f"tideline:canary:{model}:{seq}"
         pipe = self.client.pipeline()
         pipe.hincrby(name, "requests", 1)
         pipe.hincrby(name, "errors", 0 if ok else 1)

@@ -1,6 +1,6 @@
 """Loading deployed models: verify each file's sha256, open ONNX Runtime sessions, warm up.
 
-A model here is one deployment entry (one registry version) with a session per variant
+A model here is one deployed model (one registry version) with a session per variant
 the service uses. Inputs are the raw feature columns; the graph does the preprocessing
 the model was trained with, so there is no serving-side feature code to drift apart.
 """
@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from pipelines.deploy import DeployedModel
 from pipelines.store import ArtifactStore
 
 
@@ -57,9 +58,9 @@ class LoadedModel:
         return np.asarray(out, dtype="float64").reshape(-1)
 
 
-def load_model(store: ArtifactStore, entry: dict[str, Any], variants: set[str],
+def load_model(store: ArtifactStore, entry: DeployedModel, variants: set[str],
                threads: int = 1) -> LoadedModel:
-    """Load, verify and warm up the variants of one deployment entry.
+    """Load, verify and warm up the variants of one deployed model.
 
     Raises:
         ModelLoadError: naming the version, variant and what is wrong.
@@ -68,33 +69,36 @@ def load_model(store: ArtifactStore, entry: dict[str, Any], variants: set[str],
 
     sessions = {}
     for variant in sorted(variants):
-        spec = entry["variants"][variant]
+        spec = entry.variants.get(variant)
+        if spec is None:
+            raise ModelLoadError(f"version {entry.version} has no {variant} variant; serving "
+                                 "asks for it (serving.variants)")
         try:
-            data = store.get_bytes(spec["content_hash"])
+            data = store.get_bytes(spec.content_hash)
         except KeyError as exc:
-            raise ModelLoadError(f"version {entry['version']} {variant}: file "
-                                 f"{spec['content_hash']} is missing from the store") from exc
+            raise ModelLoadError(f"version {entry.version} {variant}: file "
+                                 f"{spec.content_hash} is missing from the store") from exc
         digest = hashlib.sha256(data).hexdigest()
-        if digest != spec["sha256"]:
+        if digest != spec.sha256:
             raise ModelLoadError(
-                f"version {entry['version']} {variant}: sha256 {digest[:16]}… does not match "
-                f"the deployment record's {spec['sha256'][:16]}… (corrupted or replaced file); "
+                f"version {entry.version} {variant}: sha256 {digest[:16]}… does not match "
+                f"the deployment record's {spec.sha256[:16]}… (corrupted or replaced file); "
                 "refused")
         try:
             sessions[variant] = session(data, threads=threads)
         except Exception as exc:  # ORT raises its own exception types
-            raise ModelLoadError(f"version {entry['version']} {variant}: ONNX Runtime cannot "
+            raise ModelLoadError(f"version {entry.version} {variant}: ONNX Runtime cannot "
                                  f"load it: {exc}") from exc
-    model = LoadedModel(version=entry["version"], trained_weights=entry["trained_weights"],
-                        numeric=list(entry["inputs"]["numeric"]),
-                        categorical=list(entry["inputs"]["categorical"]), sessions=sessions)
+    model = LoadedModel(version=entry.version, trained_weights=entry.trained_weights,
+                        numeric=list(entry.inputs.numeric),
+                        categorical=list(entry.inputs.categorical), sessions=sessions)
     warm = model.feeds([{}])
     for variant in sessions:
         try:
             p = model.run(variant, warm)
         except Exception as exc:
-            raise ModelLoadError(f"version {entry['version']} {variant}: warm-up inference "
+            raise ModelLoadError(f"version {entry.version} {variant}: warm-up inference "
                                  f"failed: {exc}") from exc
         if not np.all(np.isfinite(p)):
-            raise ModelLoadError(f"version {entry['version']} {variant}: warm-up gave {p}")
+            raise ModelLoadError(f"version {entry.version} {variant}: warm-up gave {p}")
     return model

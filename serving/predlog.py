@@ -29,14 +29,21 @@ class PredictionLog:
         self._rows: list[dict[str, Any]] = []
         self._seq = 0
         self._task: asyncio.Task | None = None
+        self._executor: Executor | None = None
+        self._owned = False
         self.written = 0
 
     def add(self, rows: list[dict[str, Any]]) -> None:
         self._rows.extend(rows)
 
-    def start(self) -> None:
-        # Its own thread: a slow disk must not hold up inference calls.
-        self._executor: Executor = ThreadPoolExecutor(1, thread_name_prefix="predlog")
+    def start(self, executor: Executor | None = None) -> None:
+        """Start flushing in the background.
+
+        Writes run on ``executor`` (one the service's models share) or on a thread of the
+        log's own, never on the event loop: a slow disk must not hold up inference calls.
+        """
+        self._owned = executor is None
+        self._executor = executor or ThreadPoolExecutor(1, thread_name_prefix="predlog")
         self._task = asyncio.create_task(self._loop())
 
     async def _loop(self) -> None:
@@ -59,7 +66,7 @@ class PredictionLog:
         if self._rows:
             rows, self._rows = self._rows, []
             self._write(rows)
-        if self._task is not None:
+        if self._task is not None and self._owned:
             self._executor.shutdown(wait=True)
 
     def _write(self, rows: list[dict[str, Any]]) -> Path:

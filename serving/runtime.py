@@ -1,32 +1,38 @@
-"""What the service is serving, and how it changes: hot reload from the deployment head.
+"""What the service serves for one model, and how it changes: hot reload from its deployment head.
 
-The watcher polls the deployment head (one small read). When it changes, the models it
-names (stable, canary and the previous stable, kept warm for rollback) are loaded,
-verified and warmed up off the event loop, and only then is the routing swapped in one
-assignment. In-flight requests finish on the models they started with. If a new model
-fails, nothing is swapped: the old one keeps serving and ``/ready`` says what failed.
+Each model has a :class:`ModelRuntime`. The watcher polls every model's deployment head
+(one small read each). When a head changes, the models it names (stable, canary and the
+previous stable, kept warm for rollback) are loaded, verified and warmed up off the event
+loop, and only then is that model's routing swapped in one assignment. In-flight requests
+finish on the models they started with. If a new model fails, nothing is swapped: the old
+one keeps serving and ``/ready`` says what failed. A model whose head appears later (its
+first deployment) is picked up by the next poll.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import subprocess
 import sys
 import time
 from concurrent.futures import Executor
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pydantic import BaseModel
 
 from pipelines import deploy
 from pipelines.store import ArtifactStore
 from serving.batching import MicroBatcher
-from serving.config import ServiceConfig
+from serving.config import ModelConfig
 from serving.metrics import Metrics
 from serving.models import LoadedModel, ModelLoadError, load_model
+from serving.predlog import PredictionLog
+from serving.schema import record_model, request_model
 
 LOG = logging.getLogger("tideline.serving")
 REPO = Path(__file__).resolve().parent.parent
@@ -39,24 +45,75 @@ class Routing:
     canary: LoadedModel | None
 
 
-class Runtime:
-    def __init__(self, config: ServiceConfig):
-        self.config = config
-        self.store = ArtifactStore(config.store_root)
-        self.metrics = Metrics()
-        self.variants = set(config.serving.variants.values())
-        self.routing: Routing | None = None
-        self.models: dict[str, LoadedModel] = {}
-        self.batchers: dict[tuple[str, str], MicroBatcher] = {}
-        self.seen_seq: int | None = None
-        self.last_reload: dict[str, Any] = {"status": "none yet"}
-        self.decided: set[int] = set()
-        self.executor: Executor | None = None
-        self.limiter: Any = None
-        self.canary_stats: Any = None
-        self.predlog: Any = None
+@dataclass
+class Shared:
+    """What every model's runtime uses: the store, metrics, worker threads, shared counters."""
 
-    # -- reload -----------------------------------------------------------------------------
+    store: ArtifactStore
+    metrics: Metrics
+    batching: bool
+    executor: Executor | None = None  # inference and model loading
+    log_executor: Executor | None = None  # prediction log writes
+    limiter: Any = None
+    canary_stats: Any = None
+
+
+@dataclass
+class ReloadOutcome:
+    """The last change of a model's deployment head the service acted on."""
+
+    status: str  # "none yet", "ok" or "refused"
+    entry: int | None = None
+    time: float | None = None
+    seconds: float | None = None
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+
+@dataclass
+class ModelRuntime:
+    config: ModelConfig
+    shared: Shared
+    routing: Routing | None = None
+    deployed: bool = False  # the head names a stable version
+    models: dict[str, LoadedModel] = field(default_factory=dict)
+    batchers: dict[tuple[str, str], MicroBatcher] = field(default_factory=dict)
+    seen_seq: int | None = None
+    last_reload: ReloadOutcome = field(default_factory=lambda: ReloadOutcome("none yet"))
+    decided: set[int] = field(default_factory=set)
+    predlog: PredictionLog | None = None
+    record_model: type[BaseModel] = field(init=False)
+    request_model: type[BaseModel] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.record_model = record_model(list(self.config.numeric),
+                                         list(self.config.categorical))
+        self.request_model = request_model(self.record_model, self.config.serving.max_records)
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    @property
+    def variants(self) -> set[str]:
+        return set(self.config.serving.variants.values())
+
+    # -- lifecycle ----------------------------------------------------------------------------
+    def start_log(self) -> None:
+        s = self.config.serving
+        self.predlog = PredictionLog(self.config.production_dir, flush_rows=s.log_flush_rows,
+                                     flush_seconds=s.log_flush_seconds,
+                                     retention_files=s.log_retention_files)
+        self.predlog.start(self.shared.log_executor)
+
+    async def close(self) -> None:
+        for batcher in self.batchers.values():
+            batcher.close()
+        if self.predlog is not None:
+            await self.predlog.close()
+
     def repair(self) -> None:
         """At start-up, rebuild a head that a killed deploy left missing or stale.
 
@@ -68,53 +125,48 @@ class Runtime:
         from pipelines.repair import repair
 
         try:
-            report = repair(self.store, self.config.model_name)
+            report = repair(self.shared.store, self.name)
         except Exception:  # a read-only store, a lock held too long: serve what the head says
-            LOG.exception("start-up check of the deployment head against the history failed")
+            LOG.exception("start-up check of %s's deployment head against the history failed",
+                          self.name)
             return
         for line in report.lines():
-            LOG.warning("start-up repair: %s", line)
+            LOG.warning("start-up repair of %s: %s", self.name, line)
 
-    async def watch(self) -> None:
-        while True:
-            await asyncio.sleep(self.config.poll_s)
-            try:
-                await self.refresh()
-            except Exception:  # keep watching whatever one poll hit
-                LOG.exception("deployment poll failed")
-
+    # -- reload -------------------------------------------------------------------------------
     async def refresh(self) -> None:
         loop = asyncio.get_running_loop()
-        head = await loop.run_in_executor(self.executor, deploy.head, self.store,
-                                          self.config.model_name)
-        if head is None or head["seq"] == self.seen_seq:
+        head = await loop.run_in_executor(self.shared.executor, deploy.read_head,
+                                          self.shared.store, self.name)
+        if head is None or head.seq == self.seen_seq:
             return
-        self.seen_seq = head["seq"]
+        self.seen_seq = head.seq
+        self.deployed = head.stable is not None
         start = time.perf_counter()
+        reloads = self.shared.metrics.reloads
         try:
-            stable = await self._load(head["stable"])
-            canary = await self._load(head["canary"]) if head["canary"] else None
+            stable = await self._load(head.stable)
+            canary = await self._load(head.canary)
         except ModelLoadError as exc:
-            self.metrics.reloads.labels(outcome="refused").inc()
-            self.last_reload = {"status": "refused", "entry": head["seq"], "error": str(exc),
-                                "time": time.time()}
-            LOG.error("deployment entry %s refused, still serving %s: %s", head["seq"],
-                      self._serving_label(), exc)
+            reloads.labels(model=self.name, outcome="refused").inc()
+            self.last_reload = ReloadOutcome("refused", head.seq, time.time(), error=str(exc))
+            LOG.error("%s: deployment entry %s refused, still serving %s: %s", self.name,
+                      head.seq, self.serving_label(), exc)
             return
         if stable is None:
             return
-        self.routing = Routing(head["seq"], stable, canary)
-        self.metrics.reloads.labels(outcome="swapped").inc()
-        self.last_reload = {"status": "ok", "entry": head["seq"], "time": time.time(),
-                            "seconds": round(time.perf_counter() - start, 4)}
-        LOG.info("serving entry %s: %s", head["seq"], self._serving_label())
-        if head.get("previous"):  # warm spare for a rollback; its failure is not fatal
+        self.routing = Routing(head.seq, stable, canary)
+        reloads.labels(model=self.name, outcome="swapped").inc()
+        self.last_reload = ReloadOutcome("ok", head.seq, time.time(),
+                                         round(time.perf_counter() - start, 4))
+        LOG.info("%s: serving entry %s: %s", self.name, head.seq, self.serving_label())
+        if head.previous is not None:  # warm spare for a rollback; its failure is not fatal
             try:
-                await self._load(head["previous"])
+                await self._load(head.previous)
             except ModelLoadError as exc:
-                LOG.warning("previous version kept warm for rollback cannot load: %s", exc)
-        keep = {m["trained_weights"] for m in (head["stable"], head["canary"],
-                                                head.get("previous")) if m}
+                LOG.warning("%s: previous version kept warm for rollback cannot load: %s",
+                            self.name, exc)
+        keep = {m.trained_weights for m in (head.stable, head.canary, head.previous) if m}
         for tw in [t for t in self.models if t not in keep]:
             self.models.pop(tw)
             for variant in self.variants:
@@ -122,17 +174,17 @@ class Runtime:
                 if batcher is not None:
                     batcher.close()
 
-    async def _load(self, entry: dict[str, Any] | None) -> LoadedModel | None:
+    async def _load(self, entry: deploy.DeployedModel | None) -> LoadedModel | None:
         if entry is None:
             return None
-        tw = entry["trained_weights"]
+        tw = entry.trained_weights
         if tw not in self.models:
             loop = asyncio.get_running_loop()
             self.models[tw] = await loop.run_in_executor(
-                self.executor, load_model, self.store, entry, self.variants)
+                self.shared.executor, load_model, self.shared.store, entry, self.variants)
         return self.models[tw]
 
-    def _serving_label(self) -> str:
+    def serving_label(self) -> str:
         r = self.routing
         if r is None:
             return "nothing"
@@ -143,19 +195,20 @@ class Runtime:
     async def infer(self, model: LoadedModel, variant: str,
                     records: list[dict[str, Any]]) -> np.ndarray:
         feeds = model.feeds(records)
-        if not self.config.batching:
+        sizes = self.shared.metrics.batch_size.labels(model=self.name, variant=variant)
+        if not self.shared.batching:
             loop = asyncio.get_running_loop()
-            out = await loop.run_in_executor(self.executor, model.run, variant, feeds)
-            self.metrics.batch_size.labels(variant=variant).observe(len(records))
+            out = await loop.run_in_executor(self.shared.executor, model.run, variant, feeds)
+            sizes.observe(len(records))
             return out
         key = (model.trained_weights, variant)
         batcher = self.batchers.get(key)
         if batcher is None:
+            assert self.shared.executor is not None
             batcher = self.batchers[key] = MicroBatcher(
-                lambda f, m=model, v=variant: m.run(v, f), self.executor,
+                lambda f, m=model, v=variant: m.run(v, f), self.shared.executor,
                 max_batch=self.config.serving.max_batch,
-                max_wait_s=self.config.serving.max_wait_ms / 1000,
-                on_batch=self.metrics.batch_size.labels(variant=variant).observe)
+                max_wait_s=self.config.serving.max_wait_ms / 1000, on_batch=sizes.observe)
         return await batcher.submit(feeds)
 
     # -- canary -------------------------------------------------------------------------------
@@ -164,31 +217,32 @@ class Runtime:
         if seq in self.decided:
             return
         self.decided.add(seq)
-        LOG.warning("canary verdict for entry %s: %s (%s)", seq, decision, why)
-        asyncio.get_running_loop().run_in_executor(self.executor, self._apply, seq, decision,
-                                                   why)
+        LOG.warning("%s: canary verdict for entry %s: %s (%s)", self.name, seq, decision, why)
+        asyncio.get_running_loop().run_in_executor(self.shared.executor, self._apply, seq,
+                                                   decision, why)
 
     def _apply(self, seq: int, decision: str, why: str) -> None:
         action = deploy.promote if decision == "promote" else deploy.abort
         try:
-            action(self.store, self.config.model_name, expect_seq=seq, reason=why,
+            action(self.shared.store, self.name, expect_seq=seq, reason=why,
                    actor="serving canary judge")
         except deploy.DeployError as exc:
-            LOG.info("canary verdict not applied: %s", exc)
+            LOG.info("%s: canary verdict not applied: %s", self.name, exc)
             return
         # MLflow follows the history; its import takes seconds, so not in this process.
         subprocess.Popen([sys.executable, "-m", "cli.deployctl", "sync-aliases"], cwd=REPO,
+                         env={**os.environ, "TIDELINE_MODEL": self.name},
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                          start_new_session=True)
 
     def describe(self) -> dict[str, Any]:
         r = self.routing
         return {
-            "ready": r is not None, "model": self.config.model_name,
+            "ready": r is not None, "model": self.name, "deployed": self.deployed,
             "entry": r.seq if r else None,
             "stable": r.stable.version if r else None,
             "canary": r.canary.version if r and r.canary else None,
             "warm_versions": sorted(str(m.version) for m in self.models.values()),
-            "last_reload": self.last_reload,
-            "batching": self.config.batching,
+            "last_reload": self.last_reload.to_dict(),
+            "batching": self.shared.batching,
         }

@@ -1,4 +1,4 @@
-"""Request and response models, built from the dataset spec's columns.
+"""Request and response models, built from each dataset spec's columns.
 
 Every feature column is a required field (``null`` is allowed and means missing: the
 model imputes it as in training); unknown fields are refused, so a misspelt column name
@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, create_model
 
 FLOAT32_MAX = 3.4e38
+MAX_CATEGORY_CHARS = 1000
 
 
 def record_model(numeric: list[str], categorical: list[str]) -> type[BaseModel]:
@@ -23,7 +24,7 @@ def record_model(numeric: list[str], categorical: list[str]) -> type[BaseModel]:
             description=f"numeric feature {col!r}; null if missing")], ...)
     for i, col in enumerate(categorical):
         fields[f"c{i}"] = (Annotated[str | None, Field(
-            alias=col, strict=True, max_length=1000,
+            alias=col, strict=True, max_length=MAX_CATEGORY_CHARS,
             description=f"categorical feature {col!r}; null if missing; unseen values are "
                         "treated as unknown by the model")], ...)
     return create_model("Record", __config__=ConfigDict(extra="forbid"), **fields)
@@ -35,6 +36,24 @@ def request_model(record: type[BaseModel], max_records: int) -> type[BaseModel]:
         records=(Annotated[list[record], Field(  # type: ignore[valid-type]
             min_length=1, max_length=max_records,
             description=f"one to {max_records} raw records")], ...))
+
+
+# A raw value as sent; the model's own record schema checks it after the model is known.
+RAW_VALUE_SCHEMA = {"anyOf": [{"type": "number"}, {"type": "string"}, {"type": "null"}]}
+_RawValue = Annotated[Any, WithJsonSchema(RAW_VALUE_SCHEMA)]
+
+
+class AnyModelRequest(BaseModel):
+    """``/v2/models/{name}/predict``: the records of ``/predict``, for any model.
+
+    They are checked against the model the path names (its feature columns, as
+    ``GET /v2/models/{name}`` lists them).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    records: list[dict[str, _RawValue]] = Field(
+        min_length=1, description="one or more raw records (serving.max_records at most)")
 
 
 class Prediction(BaseModel):

@@ -1,4 +1,7 @@
-"""API keys (stored as sha256 digests, compared in constant time) and per-key rate limits.
+"""API keys (stored as sha256 digests, compared in constant time) and rate limits.
+
+One key file serves every model; a key's requests to a model are limited by that model's
+``serving.rate_limit_per_minute``.
 
 Keys are long random tokens, so one unsalted sha256 is enough to keep the file useless
 to whoever reads it; verification hashes the presented key and compares it with every
@@ -67,21 +70,24 @@ class ApiKeys:
 
 
 class MemoryRateLimiter:
-    """Fixed one-minute windows per key, in this process only."""
+    """Fixed one-minute windows per key and model, in this process only."""
 
-    def __init__(self, per_minute: int):
-        self.per_minute = per_minute
-        self._counts: dict[tuple[str, int], int] = {}
+    def __init__(self) -> None:
+        self._counts: dict[tuple[str, str, int], int] = {}
 
-    async def hit(self, key: str) -> tuple[bool, float]:
-        """Count one request; returns (allowed, seconds until the window resets)."""
+    async def hit(self, key: str, model: str, per_minute: int) -> tuple[bool, float]:
+        """Count one request of ``key`` to ``model``.
+
+        Returns:
+            (allowed, seconds until the window resets).
+        """
         now = time.time()
         window = int(now // 60)
         if len(self._counts) > 10_000:
-            self._counts = {k: v for k, v in self._counts.items() if k[1] >= window}
-        count = self._counts.get((key, window), 0) + 1
-        self._counts[(key, window)] = count
-        return count <= self.per_minute, 60 - now % 60
+            self._counts = {k: v for k, v in self._counts.items() if k[2] >= window}
+        count = self._counts.get((key, model, window), 0) + 1
+        self._counts[(key, model, window)] = count
+        return count <= per_minute, 60 - now % 60
 
     async def close(self) -> None:
         return None
@@ -90,20 +96,19 @@ class MemoryRateLimiter:
 class RedisRateLimiter:
     """The same windows kept in Redis, so the limit holds across workers and machines."""
 
-    def __init__(self, url: str, per_minute: int):
+    def __init__(self, url: str):
         import redis.asyncio as redis
 
-        self.per_minute = per_minute
         self.client = redis.from_url(url)
 
-    async def hit(self, key: str) -> tuple[bool, float]:
+    async def hit(self, key: str, model: str, per_minute: int) -> tuple[bool, float]:
         now = time.time()
-        name = f"tideline:ratelimit:{_digest(key)[:16]}:{int(now // 60)}"
+        name = f"tideline:ratelimit:{model}:{_digest(key)[:16]}:{int(now // 60)}"
         pipe = self.client.pipeline()
         pipe.incr(name)
         pipe.expire(name, 120)
         count, _ = await pipe.execute()
-        return int(count) <= self.per_minute, 60 - now % 60
+        return int(count) <= per_minute, 60 - now % 60
 
     async def close(self) -> None:
         await self.client.aclose()

@@ -19,6 +19,9 @@ import yaml
 from tests.conftest import REPO, Chain, fast_adult_spec
 
 LOOSE_GATE = {"min_metrics": {"roc_auc": 0.6}, "tolerances": {"roc_auc": 0.5, "log_loss": 5.0}}
+# The second model of the two-model service: Adult on a few columns.
+SMALL_COLUMNS = ("age", "education-num", "hours-per-week", "capital-gain", "relationship",
+                 "race", "sex")
 
 
 def train_two_versions(base: Path, adult_sample: Path) -> Path:
@@ -34,6 +37,28 @@ def train_two_versions(base: Path, adult_sample: Path) -> Path:
             assert result.success, "training the serving fixture failed"
     (home / "spec.yaml").write_text((base / "adult_fast.yaml").read_text())
     return home
+
+
+def add_small_model(trained: Path, base: Path, adult_sample: Path) -> tuple[Path, Path]:
+    """A copy of a trained home with a second model, ``adult_small``, trained and deployed.
+
+    Returns the home and a datasets folder holding both specs (``adult.yaml``,
+    ``adult_small.yaml``), for ``TIDELINE_DATASETS``.
+    """
+    home = base / "home"
+    shutil.copytree(trained, home, ignore=shutil.ignore_patterns("locks"))
+    adult = yaml.safe_load((home / "spec.yaml").read_text())
+    (base / "small").mkdir()
+    spec = fast_adult_spec(base / "small", adult_sample, gate=LOOSE_GATE, name="adult_small",
+                           columns={c: adult["columns"][c] for c in SMALL_COLUMNS},
+                           deployment__canary__share=0.0)
+    with _env() as mp:
+        assert Chain(home, spec, mp).run().success, "training adult_small failed"
+    datasets = base / "datasets"
+    datasets.mkdir()
+    shutil.copy(home / "spec.yaml", datasets / "adult.yaml")
+    shutil.copy(spec, datasets / "adult_small.yaml")
+    return home, datasets
 
 
 class _env:
@@ -69,13 +94,20 @@ def free_port() -> int:
 
 
 def service_env(home: Path, spec: Path, **extra: str) -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": str(REPO), "TIDELINE_HOME": str(home),
-            "TIDELINE_SPEC": str(spec), "TIDELINE_POLL_S": "0.1",
-            "DAGSTER_HOME": str(home / "dagster"), **extra}
+    """The service's environment: ``spec`` is one spec file, or a datasets folder of them."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("TIDELINE_SPEC", "TIDELINE_DATASETS", "TIDELINE_DEFAULT_MODEL")}
+    models = ({"TIDELINE_DATASETS": str(spec)} if Path(spec).is_dir()
+              else {"TIDELINE_SPEC": str(spec)})
+    return {**env, "PYTHONPATH": str(REPO), "TIDELINE_HOME": str(home), **models,
+            "TIDELINE_POLL_S": "0.1", "DAGSTER_HOME": str(home / "dagster"), **extra}
 
 
 class Service:
-    """``python -m cli.serve`` in a subprocess on a loopback port."""
+    """``python -m cli.serve`` in a subprocess on a loopback port.
+
+    ``spec`` is one dataset spec (served alone) or a datasets folder (every model in it).
+    """
 
     def __init__(self, home: Path, spec: Path, workers: int = 1, **env: str):
         self.home, self.port = home, free_port()
@@ -86,8 +118,12 @@ class Service:
         self.proc: subprocess.Popen | None = None
 
     def api_key(self, name: str = "tests") -> str:
+        env = self.env
+        if "TIDELINE_DATASETS" in env:  # deployctl acts on one model, even for a shared key
+            first = sorted(Path(env["TIDELINE_DATASETS"]).glob("*.yaml"))[0]
+            env = env | {"TIDELINE_MODEL": yaml.safe_load(first.read_text())["name"]}
         out = subprocess.run([sys.executable, "-m", "cli.deployctl", "api-key", name], cwd=REPO,
-                             env=self.env, capture_output=True, text=True, check=True)
+                             env=env, capture_output=True, text=True, check=True)
         return out.stdout.strip().splitlines()[-1]
 
     def __enter__(self) -> Service:
@@ -136,12 +172,12 @@ def held_out_records(home: Path, model_name: str = "adult"):
 
     store = ArtifactStore(home / "store")
     stable = deploy.current(store, model_name).stable
-    card = store.get_manifest(stable["model_card"])
+    card = store.get_manifest(stable.model_card)
     predictions = read_frame(store, card, "predictions")
     lineage = json.loads(store.get_bytes(card.files["card.json"]))["lineage"]
     features = read_frame(store, store.get_manifest(lineage["validated_features"]), "features")
     test = features[features[SPLIT_COLUMN] == "test"].reset_index(drop=True)
-    columns = [*stable["inputs"]["numeric"], *stable["inputs"]["categorical"]]
+    columns = [*stable.inputs.numeric, *stable.inputs.categorical]
     merged = test.merge(predictions, on=ROW_COLUMN, validate="one_to_one")
     records = json.loads(merged[columns].to_json(orient="records"))
     return records, merged, stable
