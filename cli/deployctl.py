@@ -32,14 +32,27 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 
 
-def _context():
+def _context(model: str | None):
     from pipelines.catalog import selected_spec
     from pipelines.paths import state_dir, store_root
     from pipelines.store import ArtifactStore
 
     state = state_dir()
-    spec = selected_spec()
+    spec = selected_spec(model)
     return ArtifactStore(store_root(state)), spec, state
+
+
+def _api_key(name: str | None) -> None:
+    import os
+
+    from pipelines.paths import state_dir
+    from serving.security import ApiKeys
+
+    path = Path(os.environ.get("TIDELINE_API_KEYS",
+                               state_dir() / "serving" / "api_keys.json"))
+    key = ApiKeys(path).create(name or "default")
+    print(f"API key {name or 'default'!r} (shown once; only its sha256 is kept in {path}; it "
+          f"works for every model of the service):\n{key}")
 
 
 def _sync(mode: str) -> None:
@@ -117,8 +130,20 @@ def main(argv: list[str] | None = None) -> int:
                         default="background")
     parser.add_argument("--repair", action="store_true",
                         help="status: first repair head, edge bundles and aliases")
+    parser.add_argument("--model", default=None,
+                        help="the model (dataset spec name); default TIDELINE_MODEL, else the "
+                             "only model, else the demo")
     args = parser.parse_args(argv)
-    store, spec, state_folder = _context()
+    if args.action == "api-key":  # keys are the service's, not a model's
+        _api_key(args.name)
+        return 0
+    from pipelines.spec import SpecError
+
+    try:
+        store, spec, state_folder = _context(args.model)
+    except SpecError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     name = spec.name
     from pipelines import deploy
 
@@ -130,16 +155,6 @@ def main(argv: list[str] | None = None) -> int:
                 status(store, name)
             if not repaired:
                 return 1
-        elif args.action == "api-key":
-            import os
-
-            from serving.security import ApiKeys
-
-            path = Path(os.environ.get("TIDELINE_API_KEYS",
-                                       state_folder / "serving" / "api_keys.json"))
-            key = ApiKeys(path).create(args.name or "default")
-            print(f"API key {args.name or 'default'!r} (shown once; only its sha256 is kept "
-                  f"in {path}):\n{key}")
         elif args.action == "sync-aliases":
             from pipelines.paths import mlflow_uri
 
