@@ -157,3 +157,24 @@ def test_loading_reads_each_spec_file_once(monkeypatch, tmp_path):
     monkeypatch.setattr(Path, "read_text", counting)
     build(monkeypatch, tmp_path, folder)
     assert sorted(reads) == ["adult.yaml", "adult_small.yaml", "demo.yaml"]
+
+
+def test_dagster_loads_the_code_location_lazily_with_a_broken_spec(tmp_path):
+    """What `make ui` and the daemon load: `@dg.definitions`, through workspace.yaml."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    folder = three_specs(tmp_path / "datasets", broken=True)
+    env = {**os.environ, "PYTHONPATH": str(REPO), "TIDELINE_HOME": str(tmp_path / "state"),
+           "DAGSTER_HOME": str(tmp_path / "state"), "TIDELINE_DATASETS": str(folder)}
+    env.pop("TIDELINE_SPEC", None)
+    (tmp_path / "state").mkdir()
+    dagster = Path(sys.executable).with_name("dagster")
+    proc = subprocess.run([str(dagster), "definitions", "validate", "-w", "workspace.yaml"],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Validation successful for code location definitions" in proc.stdout + proc.stderr
+    # The broken spec is named in the log, one line with its file and field.
+    assert "broken.yaml" in proc.stderr and "split.test" in proc.stderr
