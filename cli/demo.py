@@ -114,7 +114,7 @@ def failure_message(result) -> str:
 
 
 def data_present(spec) -> str | None:
-    """None when the spec's source can be read, else why not (one line)."""
+    """None when the spec's source is there, else why not (one line)."""
     from pipelines.ingest import InputError, local_source_path
     from pipelines.lakefs import is_lakefs
 
@@ -123,7 +123,9 @@ def data_present(spec) -> str | None:
     try:
         local_source_path(spec.source.path)
     except InputError as exc:
-        return str(exc)
+        # Only a missing file means "not here"; a source that is there but wrong (a folder,
+        # an unreadable file) runs, so the run fails with the line saying what to fix.
+        return str(exc) if exc.rule == "source exists" else None
     return None
 
 
@@ -193,9 +195,12 @@ def main() -> int:
     from pipelines.catalog import load_catalog
 
     catalog = load_catalog()
-    for error in catalog.errors:
-        print(f"error: {error.message}", file=sys.stderr, flush=True)
+    for error in catalog.errors:  # on stdout: stderr goes to the log file
+        print(f"error: {error.message}", flush=True)
     models = chosen_models(catalog, os.environ.get("TIDELINE_MODEL") or None)
+    if not models and catalog.errors and not catalog.entries:
+        raise CommandFailed(f"no model to run: {len(catalog.errors)} dataset spec(s) failed to "
+                            f"load: {catalog.errors[0].message}")
     if not models:
         raise CommandFailed("no model to run: no spec in the datasets folder has its data "
                             "here (see the lines above)")

@@ -30,7 +30,8 @@ def _spec(**source) -> dict:
 
 def _after_progress(out: str) -> list[str]:
     lines = [line for line in out.splitlines() if line.strip()]
-    start = next(i for i, line in enumerate(lines) if line.startswith("running training_job"))
+    start = next(i for i, line in enumerate(lines)
+                 if line.startswith("running breast_cancer_training_job"))
     return [line for line in lines[start + 1:] if not line.startswith("  [")]
 
 

@@ -48,7 +48,7 @@ def test_daemon_retrains_once_on_drift_and_never_on_a_clean_batch(tmp_path, home
     shutil.copy(REPO / "dagster.yaml", home / "dagster" / "dagster.yaml")
     instance = dg.DagsterInstance.from_config(str(home / "dagster"))
     held_out = pd.read_csv(ADULT_CSV, dtype=str, keep_default_na=False).iloc[3000:4200]
-    batches = home / "production" / "batches"
+    batches = home / "production" / chain.model / "batches"  # the model's own store
     batches.mkdir(parents=True)
 
     env = {**os.environ, "PYTHONPATH": str(REPO), "TIDELINE_HOME": str(home),
@@ -63,22 +63,23 @@ def test_daemon_retrains_once_on_drift_and_never_on_a_clean_batch(tmp_path, home
     try:
         held_out.iloc[:600].to_csv(batches / "001-clean.csv", index=False)
         wait(lambda: any(r.status == dg.DagsterRunStatus.SUCCESS
-                         for r in runs_of(instance, "monitoring_job")), 240,
+                         for r in runs_of(instance, chain.job("monitoring"))), 240,
              "the monitoring run of the clean batch", log)
-        time.sleep(8)  # several drift_sensor ticks
-        assert runs_of(instance, "retrain_job") == [], "a clean batch must not retrain"
-        clean = instance.get_latest_materialization_event(dg.AssetKey("drift_report"))
+        time.sleep(8)  # several adult_drift_sensor ticks
+        assert runs_of(instance, chain.job("retrain")) == [], "a clean batch must not retrain"
+        clean = instance.get_latest_materialization_event(chain.key("drift_report"))
         assert clean.asset_materialization.metadata["drifted"].value is False
 
         shifted = held_out.iloc[600:].copy()
         shifted["age"] = (shifted["age"].astype(int) * 1.3).round().astype(int).astype(str)
         shifted.to_csv(batches / "002-drifted.csv", index=False)
-        wait(lambda: len(runs_of(instance, "retrain_job")) >= 1, 240,
-             "the retrain_job run the drifted batch should request", log)
+        wait(lambda: len(runs_of(instance, chain.job("retrain"))) >= 1, 240,
+             "the adult_retrain_job run the drifted batch should request", log)
         time.sleep(8)  # more ticks: still exactly one
-        retrains = runs_of(instance, "retrain_job")
+        retrains = runs_of(instance, chain.job("retrain"))
         assert len(retrains) == 1
-        assert retrains[0].tags["dagster/sensor_name"] == "drift_sensor"
+        assert retrains[0].tags["dagster/sensor_name"] == "adult_drift_sensor"
+        assert retrains[0].tags["tideline/model"] == "adult"
         assert "consecutive batches" in retrains[0].tags["tideline/trigger"]
     finally:
         os.killpg(daemon.pid, signal.SIGTERM)

@@ -13,7 +13,9 @@ import yaml
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.slow
-ROW = re.compile(r"^(\w+)\s+(hit|miss)\s+(b3:[0-9a-f]+)\s+([0-9.]+)$", re.M)
+MODEL = "breast_cancer"  # datasets/demo.yaml
+# A row of the summary table: model, stage, cache, content hash, seconds.
+ROW = re.compile(r"^(\w+)\s+(\w+)\s+(hit|miss)\s+(b3:[0-9a-f]+)\s+([0-9.]+)$", re.M)
 
 
 def demo(cwd: Path, state: Path) -> tuple[dict[str, str], str]:
@@ -23,7 +25,9 @@ def demo(cwd: Path, state: Path) -> tuple[dict[str, str], str]:
         proc = subprocess.run([sys.executable, "-m", module], cwd=cwd, env=env,
                               capture_output=True, text=True, timeout=600)
         assert proc.returncode == 0, proc.stdout + proc.stderr
-    return {m[0]: m[1] for m in ROW.findall(proc.stdout)}, proc.stdout
+    rows = ROW.findall(proc.stdout)
+    assert {m[0] for m in rows} == {MODEL}, proc.stdout
+    return {m[1]: m[2] for m in rows}, proc.stdout
 
 
 def test_demo_runs_end_to_end_then_hits(tmp_path):
@@ -32,9 +36,11 @@ def test_demo_runs_end_to_end_then_hits(tmp_path):
     assert first == dict.fromkeys(["raw_data", "validated_features", "trained_weights",
                                    "quantized_weights", "model_card"], "miss")
     card = Path(re.search(r"model card: (\S+)", out).group(1))
+    assert card == state.resolve() / "model_cards" / MODEL / "card.html"
     assert card.exists() and "ROC" in card.with_suffix(".md").read_text()
     assert "<img" in card.read_text()
     assert "deployment: stable v1" in out
+    assert re.search(rf"^{MODEL}\s+deployment\s+-\s+deployed v1\s", out, re.M), out
     bundle = Path(re.search(r"^deployment: .*; edge bundle (\S+)", out, re.M).group(1))
     assert sorted(p.name for p in bundle.iterdir()) == ["manifest.json", "model_int8.onnx"]
     second, _ = demo(REPO, state)

@@ -10,7 +10,6 @@ pytestmark = pytest.mark.slow
 
 
 def test_demo_chain_then_all_hits(home, chain_factory):
-    import dagster as dg
 
     demo_data(home)
     chain = chain_factory(REPO / "datasets" / "demo.yaml")

@@ -4,7 +4,8 @@ The run worker dies with ``os._exit`` right after the final fit's second epoch i
 checkpointed (fault injection in the subprocess, not a timed kill), on the instance that
 ``DAGSTER_HOME`` names with the repository's ``dagster.yaml`` (the ``training`` pool
 limited to 1). The run is left ``STARTED`` holding the pool's only slot until
-``release_dead_runs`` marks it failed and frees the slot; then ``training_job`` completes.
+``release_dead_runs`` marks it failed and frees the slot; then ``adult_training_job``
+completes.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ def train(*args, on_epoch=None, **kwargs):
 training.train = train
 from cli.demo import run_chain
 
-run_chain()
+run_chain("adult")
 """
 
 
@@ -63,6 +64,10 @@ def test_run_killed_mid_training_is_released_and_the_next_run_resumes_it(
     from resources.runs import release_dead_runs, this_host
 
     spec = fast_adult_spec(tmp_path, adult_sample)
+    chain = chain_factory(spec)
+    # The step of adult/trained_weights, as Dagster names it.
+    step = chain.key("trained_weights").to_python_identifier()
+    assert step == "adult__trained_weights"
     instance = local_instance(home)
     env = {**os.environ, "PYTHONPATH": str(REPO), "TIDELINE_SPEC": str(spec)}
     proc = subprocess.run([sys.executable, "-c", DIE_AFTER_EPOCH_2], cwd=REPO, env=env,
@@ -76,7 +81,7 @@ def test_run_killed_mid_training_is_released_and_the_next_run_resumes_it(
     pool = instance.event_log_storage.get_concurrency_info("training")
     # The pool's only slot is claimed by the dead run: any later training would wait forever.
     assert pool.limit == 1 and pool.slot_count == 1
-    assert [(s.run_id, s.step_key) for s in pool.claimed_slots] == [(run_id, "trained_weights")]
+    assert [(s.run_id, s.step_key) for s in pool.claimed_slots] == [(run_id, step)]
 
     lines: list[str] = []
     released = release_dead_runs(instance, log=lines.append)
@@ -95,14 +100,13 @@ def test_run_killed_mid_training_is_released_and_the_next_run_resumes_it(
     assert pool.claimed_slots == [] and pool.pending_steps == []
     assert release_dead_runs(instance, log=lines.append) == [], "released once only"
 
-    chain = chain_factory(spec)
     chain.instance = instance
     result = chain.run()
     assert result.success
     meta = materializations(result)["trained_weights"]
     assert meta["cache"] == "miss" and meta["epochs_run"] == 3
     logged = [e.user_message for e in instance.all_logs(result.run_id)
-              if e.step_key == "trained_weights"]
+              if e.step_key == step]
     assert any(m.startswith("resuming the final fit from the checkpoint") for m in logged)
     # Epochs 1 and 2 came from the checkpoint: only the third one ran again.
     assert [m.split(":")[0] for m in logged if m.startswith("epoch ")] == ["epoch 3/3"]

@@ -101,18 +101,16 @@ def pristine(tmp_path_factory, adult_sample):
         assert Chain(home, spec1, mp).run().success, "training and deploying v1 failed"
         spec2 = fast_adult_spec(base / "v2", source, gate=LOOSE_GATE, training__seed=1,
                                 deployment__canary__share=0.0)
-        import dagster as dg
-
         chain = Chain(home, spec2, mp)
-        result = chain.defs().resolve_job_def("training_job").execute_in_process(
+        result = chain.defs().resolve_job_def(chain.job("training")).execute_in_process(
             instance=chain.instance, raise_on_error=False,
-            asset_selection=[dg.AssetKey(a) for a in ("raw_source", *CHAIN)])
+            asset_selection=[chain.key(a) for a in ("raw_source", *CHAIN)])
         assert result.success, "training v2 up to its model card failed"
         meta = materializations(result)
     refs = {a: str(meta[a]["content_hash"]) for a in ("trained_weights", "quantized_weights",
                                                       "model_card")}
     state = deploy.current(ArtifactStore(home / "store"), MODEL)
-    assert state.stable["version"] == 1 and state.stable["trained_weights"] != refs[
+    assert state.stable.version == 1 and state.stable.trained_weights != refs[
         "trained_weights"], "v2 must be a new model"
     return home, spec2, refs
 
@@ -149,18 +147,18 @@ def assert_converged(home: Path, refs: dict) -> None:
     store = ArtifactStore(home / "store")
     state = deploy.current(store, MODEL)
     log = deploy.entries(store, MODEL)
-    assert [(e["action"], e["state"]) for e in log] == [("deploy", "stable")] * 2, \
+    assert [(e.action, e.state) for e in log] == [("deploy", "stable")] * 2, \
         "one history entry per deployment, none lost or doubled"
-    assert state.stable["trained_weights"] == refs["trained_weights"]
-    assert deploy.head(store, MODEL) == state.to_dict()
-    folder = home / "edge" / MODEL / f"v{state.stable['version']}"
+    assert state.stable.trained_weights == refs["trained_weights"]
+    assert deploy.head(store, MODEL) == state.to_json()
+    folder = home / "edge" / MODEL / f"v{state.stable.version}"
     assert sorted(p.name for p in folder.iterdir()) == ["manifest.json", "model_int8.onnx"], \
         "the bundle and nothing else: no temp file left"
     sha256 = hashlib.sha256((folder / "model_int8.onnx").read_bytes()).hexdigest()
     manifest = json.loads((folder / "manifest.json").read_text())
-    assert sha256 == state.stable["variants"]["int8"]["sha256"] == manifest["sha256"]
-    assert champion(home) == {"champion": str(state.stable["version"]),
-                              "previous": str(state.previous["version"])}
+    assert sha256 == state.stable.variants["int8"].sha256 == manifest["sha256"]
+    assert champion(home) == {"champion": str(state.stable.version),
+                              "previous": str(state.previous.version)}
 
 
 def test_a_kill_at_every_write_of_the_deployment_step_converges_on_the_next_run(
@@ -183,15 +181,13 @@ def test_a_kill_at_every_write_of_the_deployment_step_converges_on_the_next_run(
             # serves the history's stable model, not the old one.
             served_stale_head = True
             svc_home = Path(shutil.copytree(home, tmp_path / "service"))
-            assert deploy.head(ArtifactStore(svc_home / "store"), MODEL)["stable"][
-                "trained_weights"] != refs["trained_weights"]
+            assert deploy.read_head(ArtifactStore(svc_home / "store"), MODEL).stable \
+                .trained_weights != refs["trained_weights"]
             with Service(svc_home, spec) as svc:
                 assert svc.ready()["stable"] == deploy.current(
-                    ArtifactStore(svc_home / "store"), MODEL).stable["version"]
-        # The next run, a real Dagster deploy_job, finishes what the killed one left.
-        chain = Chain(home, spec, monkeypatch)
-        result = chain.defs().resolve_job_def("deploy_job").execute_in_process(
-            instance=chain.instance, raise_on_error=False)
+                    ArtifactStore(svc_home / "store"), MODEL).stable.version
+        # The next run, a real Dagster adult_deploy_job, finishes what the killed one left.
+        result = Chain(home, spec, monkeypatch).run("deploy")
         assert result.success, f"rerun after a kill at {faults[-1]} failed"
         try:
             assert_converged(home, refs)
@@ -224,9 +220,9 @@ def test_service_start_and_deploy_status_repair_put_a_half_done_deployment_right
         MODEL, "champion")
 
     with Service(home, spec) as svc:  # would never become ready without a head
-        assert svc.ready()["stable"] == state.stable["version"]
+        assert svc.ready()["stable"] == state.stable.version
         env = svc.env
-    assert deploy.head(store, MODEL) == state.to_dict()
+    assert deploy.head(store, MODEL) == state.to_json()
 
     def deployctl(*args: str) -> subprocess.CompletedProcess:
         return subprocess.run([sys.executable, "-m", "cli.deployctl", *args], cwd=REPO,
@@ -238,8 +234,8 @@ def test_service_start_and_deploy_status_repair_put_a_half_done_deployment_right
     assert "model_int8.onnx does not match its sha256" in out.stdout
     assert "MLflow aliases re-synced with the history (champion=1, previous=none)" in out.stdout
     assert "head.json" not in out.stdout and "stable v1" in out.stdout
-    assert hashlib.sha256(edge_model.read_bytes()).hexdigest() == state.stable["variants"][
-        "int8"]["sha256"]
-    assert champion(home)["champion"] == str(state.stable["version"])
+    assert hashlib.sha256(edge_model.read_bytes()).hexdigest() == state.stable.variants[
+        "int8"].sha256
+    assert champion(home)["champion"] == str(state.stable.version)
     again = deployctl("repair")
     assert again.returncode == 0 and "nothing to repair" in again.stdout, again.stdout

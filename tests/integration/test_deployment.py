@@ -1,4 +1,4 @@
-"""The deployment asset reads the gate verdict itself; edge bundles; rollback_job."""
+"""The deployment asset reads the gate verdict itself; edge bundles; <model>_rollback_job."""
 
 import json
 
@@ -10,11 +10,6 @@ from tests.conftest import failure_text, fast_adult_spec, materializations
 from tests.serving_support import Receiver
 
 pytestmark = pytest.mark.slow
-
-
-def run_job(chain, name):
-    return chain.defs().resolve_job_def(name).execute_in_process(instance=chain.instance,
-                                                                  raise_on_error=False)
 
 
 def test_deploy_job_alone_refuses_a_blocked_model_and_succeeds(tmp_path, adult_sample,
@@ -31,28 +26,28 @@ def test_deploy_job_alone_refuses_a_blocked_model_and_succeeds(tmp_path, adult_s
     assert receiver.events() == ["gate_blocked"]
     assert "roc_auc ≥ 0.999" in receiver.received[0]["summary"]
     # …and a job that selects `deployment` alone still cannot deploy the model.
-    result = run_job(chain, "deploy_job")
+    result = chain.run("deploy")
     assert result.success
     meta = materializations(result)["deployment"]
     assert meta["outcome"] == "rejected" and "roc_auc ≥ 0.999" in meta["reason"]
     assert meta["stable_version"] == "none"
     store = chain.store()
     log = deploy.entries(store, "adult")
-    assert [e["action"] for e in log] == ["reject"] and "deploy gate blocked" in log[0]["reason"]
+    assert [e.action for e in log] == ["reject"] and "deploy gate blocked" in log[0].reason
     assert deploy.current(store, "adult").stable is None
     assert not list((chain.home / "edge").rglob("*.onnx")), "no edge bundle for it either"
     # Asking again records nothing new, and raises no second alert.
-    assert run_job(chain, "deploy_job").success
+    assert chain.run("deploy").success
     assert len(deploy.entries(store, "adult")) == 1
     assert receiver.events() == ["gate_blocked"]
 
-    # A failed run raises an alert through alert_sensor.
+    # A failed run raises an alert through the model's alert sensor.
     import dagster as dg
 
-    sensor = chain.defs().resolve_sensor_def("alert_sensor")
+    sensor = chain.defs().resolve_sensor_def("adult_alert_sensor")
     failure = chain.instance.all_logs(first.run_id, of_type=dg.DagsterEventType.RUN_FAILURE)
     context = dg.build_run_status_sensor_context(
-        sensor_name="alert_sensor", dagster_instance=chain.instance,
+        sensor_name=sensor.name, dagster_instance=chain.instance,
         dagster_run=first.dagster_run, dagster_event=failure[0].dagster_event,
     ).for_run_failure()
     sensor(context)
@@ -76,7 +71,7 @@ def test_edge_bundle_size_limit_and_rollback_job(tmp_path, adult_sample, chain_f
     raw = yaml.safe_load(spec.read_text())
     raw["deployment"]["edge"]["max_bytes"] = 2_000_000
     spec.write_text(yaml.safe_dump(raw, sort_keys=False))
-    assert run_job(chain, "deploy_job").success
+    assert chain.run("deploy").success
     bundle = edge / "adult" / "v1"
     assert sorted(p.name for p in bundle.iterdir()) == ["manifest.json", "model_int8.onnx"]
     manifest = json.loads((bundle / "manifest.json").read_text())
@@ -97,7 +92,8 @@ def test_edge_bundle_size_limit_and_rollback_job(tmp_path, adult_sample, chain_f
     p = sess.run(None, {k: v for k, v in feeds.items() if k in names})[0]
     assert 0.0 <= float(np.ravel(p)[0]) <= 1.0
 
-    # With one version only, rollback_job fails with the reason; the history is unchanged.
-    result = run_job(chain, "rollback_job")
+    # With one version only, adult_rollback_job fails with the reason; the history is
+    # unchanged.
+    result = chain.run("rollback")
     assert not result.success and "nothing to roll back to" in failure_text(result)
-    assert [e["action"] for e in deploy.entries(chain.store(), "adult")] == ["deploy"]
+    assert [e.action for e in deploy.entries(chain.store(), "adult")] == ["deploy"]

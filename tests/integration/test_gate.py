@@ -23,7 +23,7 @@ def champion_version(home, chain):
     from pipelines.deploy import current
 
     return (int(client.get_model_version_by_alias("adult", "champion").version),
-            current(chain.store(), "adult").stable["version"])
+            current(chain.store(), "adult").stable.version)
 
 
 def card_json(chain, meta):

@@ -63,13 +63,13 @@ def test_gc_keeps_deployed_models_and_latest_materializations(tmp_path, home, ad
     assert old_raw not in after
     # …every model in the deployment history still loads…
     log = deploy.entries(store, "adult")
-    assert len({e["model"]["version"] for e in log}) >= 2
+    assert len({e.model.version for e in log}) >= 2
     for entry in log:
-        model = entry["model"]
+        model = entry.model
         for key in ("trained_weights", "quantized_weights", "model_card"):
-            assert loads(store, model[key]), (model["version"], key)
-        for variant in model["variants"].values():
-            assert store.has(variant["content_hash"])
+            assert loads(store, getattr(model, key)), (model.version, key)
+        for variant in model.variants.values():
+            assert store.has(variant.content_hash)
     # …and so does the latest materialization of every asset, which stays a cache hit.
     for asset in CHAIN:
         assert loads(store, runs[-1][asset]["content_hash"]), asset

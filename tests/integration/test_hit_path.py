@@ -17,9 +17,10 @@ HEAVY = ["torch", "mlflow", "great_expectations", "onnx", "onnxruntime", "sklear
 SCRIPT = """
 import json, sys
 import dagster as dg
-from definitions import defs
+from definitions import build_definitions
 instance = dg.DagsterInstance.get()
-result = defs.resolve_job_def("training_job").execute_in_process(instance=instance)
+job = build_definitions().resolve_job_def("breast_cancer_training_job")
+result = job.execute_in_process(instance=instance)
 caches = [e.materialization.metadata["cache"].value
           for e in result.get_asset_materialization_events()
           if "cache" in e.materialization.metadata]

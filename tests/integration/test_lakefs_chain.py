@@ -31,7 +31,7 @@ def commit_by_sensor(chain, result):
 
 def observed_version(result) -> str:
     events = [e for e in result.get_asset_observation_events()
-              if e.asset_key == dg.AssetKey("raw_source")]
+              if e.asset_key == dg.AssetKey(["adult", "raw_source"])]
     return events[-1].asset_observation_data.asset_observation.data_version
 
 
@@ -75,7 +75,7 @@ def test_chain_with_source_and_store_in_lakefs(tmp_path, home, adult_sample, cha
     assert commit_by_sensor(chain, second) is None
     head = next(artifacts.log(max_amount=1))
     assert head.metadata["dagster_run_id"] == second.run_id
-    assert head.metadata["dagster_job"] == "training_job"
+    assert head.metadata["dagster_job"] == "adult_training_job"
     before_third = head.id
 
     # New data committed to main: a new data version, a new snapshot, a new (canary) model.
@@ -89,7 +89,7 @@ def test_chain_with_source_and_store_in_lakefs(tmp_path, home, adult_sample, cha
     assert meta3["deployment"]["role"] == "canary"
     commit_by_sensor(chain, third)
     store = ArtifactStore(root)
-    assert deploy.current(store, "adult").canary["version"] == 2
+    assert deploy.current(store, "adult").canary.version == 2
 
     # Rolling back is a lakeFS revert of the run's commits (newest first).
     run3_commits = []
@@ -101,7 +101,7 @@ def test_chain_with_source_and_store_in_lakefs(tmp_path, home, adult_sample, cha
     for commit_id in run3_commits:
         artifacts.revert(commit_id)
     state = deploy.current(ArtifactStore(root), "adult")
-    assert state.canary is None and state.stable["version"] == 1
+    assert state.canary is None and state.stable.version == 1
     tagged = ArtifactStore(f"lakefs://{repo}/{tag}/store")
     manifest = tagged.get_manifest(meta["trained_weights"]["content_hash"])
     assert all(tagged.get_bytes(h) for h in manifest.files.values())

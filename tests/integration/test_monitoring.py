@@ -6,6 +6,7 @@ import httpx
 import pandas as pd
 import pytest
 
+from pipelines.paths import model_production_dir
 from tests.conftest import ADULT_CSV, fast_adult_spec, materializations
 from tests.serving_support import LOOSE_GATE, Receiver, Service
 
@@ -16,11 +17,6 @@ def held_out(start: int, n: int) -> pd.DataFrame:
     """Adult rows after the first 3,000 (the training sample never saw them)."""
     frame = pd.read_csv(ADULT_CSV, dtype=str, keep_default_na=False)
     return frame.iloc[3000 + start:3000 + start + n].reset_index(drop=True)
-
-
-def run_job(chain, name):
-    return chain.defs().resolve_job_def(name).execute_in_process(instance=chain.instance,
-                                                                  raise_on_error=False)
 
 
 def test_drift_report_performance_and_labelled_rows(tmp_path, home, adult_sample, chain_factory):
@@ -36,12 +32,15 @@ def test_drift_report_performance_and_labelled_rows(tmp_path, home, adult_sample
                                        "columns": {"native-country": {"threshold": 0.2}}})
     chain = chain_factory(spec)
     assert chain.run().success
-    batches = home / "production" / "batches"
+    # The model's own production store: $TIDELINE_HOME/production/adult/.
+    production = model_production_dir(home, chain.model)
+    assert production == home / "production" / "adult"
+    batches = production / "batches"
     batches.mkdir(parents=True)
 
     # A clean batch: real held-out rows.
     held_out(0, 600).to_csv(batches / "2026-11-01.csv", index=False)
-    result = run_job(chain, "monitoring_job")
+    result = chain.run("monitoring")
     assert result.success
     clean = materializations(result)["drift_report"]
     assert clean["drifted"] is False and clean["engine"] == "evidently"
@@ -54,13 +53,13 @@ def test_drift_report_performance_and_labelled_rows(tmp_path, home, adult_sample
     shifted = held_out(600, 600)
     shifted["age"] = (shifted["age"].astype(int) * 1.3).round().astype(int).astype(str)
     shifted.to_csv(batches / "2026-11-02.csv", index=False)
-    result = run_job(chain, "monitoring_job")
+    result = chain.run("monitoring")
     drifted = materializations(result)["drift_report"]
     assert drifted["drifted"] is True and "age" in drifted["drifted_columns"]
     assert drifted["batch"] != clean["batch"] and drifted["rows"] == 600
     assert receiver.events().count("drift") == 1
     # Nothing new: the same batch is a cache hit and raises no second alert.
-    again = materializations(run_job(chain, "monitoring_job"))["drift_report"]
+    again = materializations(chain.run("monitoring"))["drift_report"]
     assert again["cache"] == "hit" and receiver.events().count("drift") == 1
 
     # Served predictions and labels that arrive later, joined by request id.
@@ -79,17 +78,17 @@ def test_drift_report_performance_and_labelled_rows(tmp_path, home, adult_sample
                            headers={"X-API-Key": key}, timeout=30)
             assert r.status_code == 200, r.text
             ids.append(r.json()["request_id"])
-    labels = home / "production" / "labels"
+    labels = production / "labels"
     labels.mkdir()
     pd.DataFrame({"request_id": ids, "label": labelled["income-per-year"]}).to_csv(
         labels / "feedback.csv", index=False)
-    result = run_job(chain, "monitoring_job")
+    result = chain.run("monitoring")
     perf = materializations(result)["production_performance"]
     assert perf["labelled_rows"] == 300 and 0.6 < perf["roc_auc"] <= 1.0
     assert 0.0 <= perf["ece"] <= 1.0 and perf["status"] == "within the floor"
 
     # The labelled production rows flow into the next raw snapshot.
-    retrain = run_job(chain, "retrain_job")
+    retrain = chain.run("retrain")
     assert retrain.success
     raw = materializations(retrain)["raw_data"]
     assert raw["cache"] == "miss" and raw["labelled_production_rows"] == 300

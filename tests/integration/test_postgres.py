@@ -50,8 +50,8 @@ def test_chain_on_postgres_instance_mlflow_and_optuna(tmp_path, home, monkeypatc
     config = instance_config({"telemetry": {"enabled": False}}, database)
     with dg.instance_for_test(overrides=config) as instance:
         assert type(instance.run_storage).__name__ == "PostgresRunStorage"
-        result = build_definitions().resolve_job_def("training_job").execute_in_process(
-            instance=instance)
+        job = build_definitions().resolve_job_def("breast_cancer_training_job")
+        result = job.execute_in_process(instance=instance)
         assert result.success
         meta = materializations(result)
         assert meta["trained_weights"]["trials_complete"] == 2

@@ -1,4 +1,4 @@
-"""drift_sensor with build_sensor_context, a real (ephemeral) instance and an injected clock."""
+"""<model>_drift_sensor with build_sensor_context, an ephemeral instance and an injected clock."""
 
 import json
 
@@ -9,6 +9,7 @@ from sensors.drift import build_drift_sensor
 
 K = 2
 COOLDOWN_S = 3600
+MODEL = "adult"
 
 
 class Clock:
@@ -23,19 +24,21 @@ class Clock:
 def world():
     instance = dg.DagsterInstance.ephemeral()
     clock = Clock()
-    job = dg.define_asset_job("retrain_job", selection="drift_report")
-    sensor = build_drift_sensor(job, consecutive=K, cooldown_s=COOLDOWN_S, clock=clock)
+    job = dg.define_asset_job(f"{MODEL}_retrain_job",
+                              selection=[dg.AssetKey([MODEL, "drift_report"])])
+    sensor = build_drift_sensor(MODEL, job, consecutive=K, cooldown_s=COOLDOWN_S, clock=clock)
+    assert sensor.name == f"{MODEL}_drift_sensor"
     state = {"cursor": None}
 
-    def report(batch: str, score: float):
+    def report(batch: str, score: float, model: str = MODEL):
         instance.report_runless_asset_event(dg.AssetMaterialization(
-            "drift_report", metadata={"batch": batch, "drift_score": score,
-                                      "drift_threshold": 0.3, "drifted": score >= 0.3,
-                                      "drifted_columns": ["age"] if score >= 0.3 else []}))
+            [model, "drift_report"], metadata={
+                "batch": batch, "drift_score": score, "drift_threshold": 0.3,
+                "drifted": score >= 0.3, "drifted_columns": ["age"] if score >= 0.3 else []}))
 
-    def performance(content_hash: str, below: bool):
+    def performance(content_hash: str, below: bool, model: str = MODEL):
         instance.report_runless_asset_event(dg.AssetMaterialization(
-            "production_performance", metadata={
+            [model, "production_performance"], metadata={
                 "content_hash": content_hash, "below_floor": below,
                 "floor_failures": ["roc_auc 0.61 < 0.7"] if below else []}))
 
@@ -66,6 +69,7 @@ def test_clean_then_drifted_batches(world):
     result = tick()
     assert [r.run_key for r in result.run_requests] == ["drift-b3:drift2"]
     assert "2 consecutive batches" in result.run_requests[0].tags["tideline/trigger"]
+    assert result.run_requests[0].tags["tideline/model"] == MODEL
     assert json.loads(state["cursor"])["last_request"] == clock.now
 
     # The same batch again: no new request.
@@ -102,3 +106,17 @@ def test_performance_below_floor_requests_once(world):
     clock.now += 2 * COOLDOWN_S
     result = tick()
     assert not result.run_requests, "one request per performance result"
+
+
+def test_another_models_reports_never_retrain_this_one(world):
+    report, performance, tick, _, _ = world
+    for batch in ("b3:d1", "b3:d2", "b3:d3"):
+        report(batch, 0.9, model="breast_cancer")
+        result = tick()
+        assert not result.run_requests
+        assert result.skip_reason.skip_message == "no drift report yet"
+    report("b3:clean", 0.0)
+    tick()
+    performance("b3:perf1", below=True, model="breast_cancer")
+    result = tick()
+    assert not result.run_requests and "no new production batch" in result.skip_reason.skip_message

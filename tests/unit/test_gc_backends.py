@@ -16,14 +16,13 @@ def test_gc_keeps_roots_deployed_and_pinned_and_removes_the_rest(store_root):
     store = ArtifactStore(store_root)
     weights, weights_file = artifact(store, "trained_weights", b"weights v1")
     card, card_file = artifact(store, "model_card", b"card v1")
-    deploy.deploy(store, "m", {"version": 1, "trained_weights": weights,
-                               "quantized_weights": None, "model_card": card, "variants": {},
-                               "inputs": {"numeric": [], "categorical": []}},
+    deploy.deploy(store, "m", deploy.DeployedModel(version=1, trained_weights=weights,
+                                                   quantized_weights="", model_card=card),
                   canary_share=0.0)
     old, old_file = artifact(store, "raw_data", b"rows, first snapshot")
     new, new_file = artifact(store, "raw_data", b"rows, second snapshot")
-    store.record("raw_data", OLD_KEY, {"content_hash": old, "metadata": {}})
-    store.record("raw_data", NEW_KEY, {"content_hash": new, "metadata": {}})
+    store.record("m/raw_data", OLD_KEY, {"content_hash": old, "metadata": {}})
+    store.record("m/raw_data", NEW_KEY, {"content_hash": new, "metadata": {}})
     kept_by_pin = store.put_bytes(b"pinned by hand")
     gc.pin(store, kept_by_pin)
     garbage = store.put_bytes(b"written by a run that never recorded it")
@@ -42,6 +41,6 @@ def test_gc_keeps_roots_deployed_and_pinned_and_removes_the_rest(store_root):
     assert not any(store.has(h) for h in (old, old_file, garbage))
     assert all(store.has(h) for h in (weights, weights_file, card, card_file, new, new_file,
                                       kept_by_pin))
-    assert store.lookup("raw_data", OLD_KEY) is None
-    assert store.lookup("raw_data", NEW_KEY)["content_hash"] == new
-    assert deploy.current(store, "m").stable["trained_weights"] == weights
+    assert store.lookup("m/raw_data", OLD_KEY) is None
+    assert store.lookup("m/raw_data", NEW_KEY)["content_hash"] == new
+    assert deploy.current(store, "m").stable.trained_weights == weights

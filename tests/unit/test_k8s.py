@@ -67,20 +67,25 @@ def test_instance_yaml_uses_the_k8s_run_launcher_and_postgres():
 def k8s_defs(monkeypatch, tmp_path):
     monkeypatch.setenv("TIDELINE_HOME", str(tmp_path))
     monkeypatch.setenv("TIDELINE_EXECUTOR", "k8s")
+    monkeypatch.setenv("TIDELINE_DATASETS", str(REPO / "datasets"))
+    monkeypatch.delenv("TIDELINE_SPEC", raising=False)
     from definitions import build_definitions
 
     return build_definitions()
 
 
 def test_training_step_pod_gets_a_gpu_through_dagster_k8s(k8s_defs):
+    import dagster as dg
     from dagster_k8s.job import (
         DagsterK8sJobConfig,
         construct_dagster_k8s_job,
         get_user_defined_k8s_config,
     )
 
-    assert k8s_defs.resolve_job_def("training_job").executor_def.name == "k8s"
-    tags = k8s_defs.resolve_assets_def("trained_weights").op.tags
+    # Every model's chain runs on k8s (both bundled specs are models).
+    for model in ("breast_cancer", "adult"):
+        assert k8s_defs.resolve_job_def(f"{model}_training_job").executor_def.name == "k8s"
+    tags = k8s_defs.resolve_assets_def(dg.AssetKey(["breast_cancer", "trained_weights"])).op.tags
     user = get_user_defined_k8s_config(tags)
     config = DagsterK8sJobConfig(
         job_image="registry.example.com/tideline:latest", dagster_home="/opt/dagster/home",
@@ -100,5 +105,5 @@ def test_training_step_pod_gets_a_gpu_through_dagster_k8s(k8s_defs):
     assert pod.tolerations[0].key == "nvidia.com/gpu"
     # Other steps get no GPU.
     other = get_user_defined_k8s_config(
-        k8s_defs.resolve_assets_def("model_card").op.tags)
+        k8s_defs.resolve_assets_def(dg.AssetKey(["breast_cancer", "model_card"])).op.tags)
     assert not other.container_config

@@ -11,6 +11,9 @@ def test_bundled_specs_load(monkeypatch):
     assert demo.source.resolved_format == "parquet" and len(demo.numeric_columns) == 30
     adult = load_spec(REPO / "datasets" / "adult.yaml")
     assert adult.sensitive == ["sex", "race"] and "fnlwgt" not in adult.columns
+    # A spec's name is its model's: asset keys (breast_cancer/model_card), jobs, histories.
+    assert (demo.name, adult.name) == ("breast_cancer", "adult")
+    assert demo.schedule == adult.schedule == "0 2 * * *"
 
 
 def test_env_expansion(monkeypatch):
@@ -60,3 +63,17 @@ def test_value_rules_keep_valid_edges(tmp_path):
                                 deployment__canary__share=1.0,
                                 validation__max_failed_fraction=0.0, columns__age__min=100))
     assert spec.training.dropout == 0.0 and spec.columns["age"].min == spec.columns["age"].max
+
+
+def test_a_schedule_that_is_not_cron_names_the_field(tmp_path):
+    from tests.conftest import write_spec
+
+    spec = write_spec(tmp_path / "s.yaml", "adult", tmp_path / "a.csv", schedule="0 2 * *")
+    with pytest.raises(SpecError, match=r"s\.yaml.*schedule.*five fields"):
+        load_spec(spec)
+    spec = write_spec(tmp_path / "s.yaml", "adult", tmp_path / "a.csv",
+                      deployment__batch={"source": "b.csv", "schedule": "nightly"})
+    with pytest.raises(SpecError, match=r"deployment\.batch\.schedule.*five fields"):
+        load_spec(spec)
+    assert load_spec(write_spec(tmp_path / "s.yaml", "adult", tmp_path / "a.csv",
+                                schedule=None)).schedule is None

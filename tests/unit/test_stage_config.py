@@ -6,6 +6,8 @@ exactly the ones listed.
 """
 
 import copy
+import types
+import typing
 
 import pytest
 import yaml
@@ -15,8 +17,8 @@ from pipelines.spec import DatasetSpec
 from tests.conftest import REPO
 
 STAGES = ("raw_data", "validated_features", "trained_weights", "quantized_weights",
-          "model_card", "drift_report", "production_performance")
-RAW, FEAT, TRAIN, QUANT, CARD, DRIFT, PERF = STAGES
+          "model_card", "drift_report", "production_performance", "batch_predictions")
+RAW, FEAT, TRAIN, QUANT, CARD, DRIFT, PERF, BATCH = STAGES
 
 
 def _set(path: str, value):
@@ -41,14 +43,16 @@ def _retarget(raw: dict) -> None:
 TABLE = {
     "name": (_set("name", "adult2"), {CARD}),
     "description": (_set("description", "another text"), {CARD}),
+    # When the nightly run happens: never part of a key.
+    "schedule": (_set("schedule", "30 4 * * 1"), set()),
     "source.path": (_set("source.path", "/elsewhere/adult.csv"), set()),
     "source.format": (_set("source.format", "parquet"), {RAW, FEAT}),
-    "source.encoding": (_set("source.encoding", "latin-1"), {FEAT}),
-    "source.delimiter": (_set("source.delimiter", ";"), {FEAT}),
-    "source.na_values": (_set("source.na_values", ["", "?", "n/a"]), {FEAT}),
+    "source.encoding": (_set("source.encoding", "latin-1"), {FEAT, BATCH}),
+    "source.delimiter": (_set("source.delimiter", ";"), {FEAT, BATCH}),
+    "source.na_values": (_set("source.na_values", ["", "?", "n/a"]), {FEAT, BATCH}),
     "target.column": (_retarget, {RAW, FEAT, CARD}),
-    "target.positive": (_set("target.positive", "<=50K"), {FEAT, CARD, PERF}),
-    "target.classes": (_set("target.classes", ["<=50K", ">50K", "unknown"]), {FEAT}),
+    "target.positive": (_set("target.positive", "<=50K"), {FEAT, CARD, PERF, BATCH}),
+    "target.classes": (_set("target.classes", ["<=50K", ">50K", "unknown"]), {FEAT, BATCH}),
     "columns": (_rename_column, {RAW, FEAT, TRAIN, CARD, DRIFT}),
     "columns.*.type": (lambda r: r["columns"]["occupation"].update(type="numeric"),
                        {FEAT, DRIFT}),
@@ -60,7 +64,7 @@ TABLE = {
     "columns.*.max_length": (_set("columns.occupation.max_length", 50), {FEAT}),
     "columns.*.max_categories": (_set("columns.occupation.max_categories", 20), {FEAT}),
     "sensitive": (_set("sensitive", ["sex"]), {CARD}),
-    "validation.max_failed_fraction": (_set("validation.max_failed_fraction", 0.1), {FEAT}),
+    "validation.max_failed_fraction": (_set("validation.max_failed_fraction", 0.1), {FEAT, BATCH}),
     "validation.max_category_length": (_set("validation.max_category_length", 100), {FEAT}),
     "validation.max_categories": (_set("validation.max_categories", 500), {FEAT}),
     "split.seed": (_set("split.seed", 12), {FEAT}),
@@ -93,6 +97,12 @@ TABLE = {
         "max_p99_latency_ms": 100.0}.items()},
     "deployment.edge.target": (_set("deployment.edge.target", "/mnt/devices"), set()),
     "deployment.edge.max_bytes": (_set("deployment.edge.max_bytes", 5000), set()),
+    # Batch scoring keys on the table's content and its reader, not its path or schedule
+    # (tests/unit/test_batch.py); the base below has a batch section.
+    "deployment.batch.source": (_set("deployment.batch.source", "/elsewhere/batch.csv"),
+                                set()),
+    "deployment.batch.id_column": (_set("deployment.batch.id_column", "row_id"), {BATCH}),
+    "deployment.batch.schedule": (_set("deployment.batch.schedule", "0 5 * * *"), set()),
     **{f"serving.{k}": (_set(f"serving.{k}", v), set()) for k, v in {
         "variants": {"high": "fp32", "normal": "fp32"}, "max_batch": 8, "max_wait_ms": 1.0,
         "max_records": 10, "max_body_bytes": 4096, "rate_limit_per_minute": 60,
@@ -121,6 +131,7 @@ TABLE = {
 def _base() -> dict:
     raw = yaml.safe_load((REPO / "datasets" / "adult.yaml").read_text())
     raw["source"]["path"] = "/data/adult.csv"
+    raw.setdefault("deployment", {})["batch"] = {"source": "/data/batch.csv"}
     return raw
 
 
@@ -143,6 +154,10 @@ def _settings(model: type[BaseModel], prefix: str = "") -> set[str]:
     for name, field in model.model_fields.items():
         path = f"{prefix}{name}"
         annotation = field.annotation
+        # An optional section (``deployment.batch``) is covered field by field.
+        optional = [a for a in typing.get_args(annotation) if a is not type(None)]
+        if isinstance(annotation, types.UnionType) and len(optional) == 1:
+            annotation = optional[0]
         if (isinstance(annotation, type) and issubclass(annotation, BaseModel)
                 and annotation not in WHOLE):
             out |= _settings(annotation, f"{path}.")

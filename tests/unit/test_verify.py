@@ -15,15 +15,14 @@ def _healthy_store(root) -> tuple[ArtifactStore, dict]:
     onnx = store.put_bytes(b"onnx model " * 100)
     manifest = store.put_manifest(Manifest("trained_weights", {"model.onnx": onnx,
                                                                "weights": weights}, {}))
-    store.record("trained_weights", "b3:aa", {"content_hash": manifest, "metadata": {},
-                                              "checks": []})
+    store.record("m/trained_weights", "b3:aa", {"content_hash": manifest, "metadata": {},
+                                                "checks": []})
     other = store.put_bytes(b"a card")
-    store.record("model_card", "b3:bb", {"content_hash": other, "metadata": {}, "checks": []})
-    variant = {"content_hash": onnx, "sha256": hashlib.sha256(b"onnx model " * 100).hexdigest(),
-               "bytes": 1100}
-    model = {"version": 1, "trained_weights": manifest, "quantized_weights": manifest,
-             "model_card": other, "variants": {"int8": variant},
-             "inputs": {"numeric": [], "categorical": []}}
+    store.record("m/model_card", "b3:bb", {"content_hash": other, "metadata": {}, "checks": []})
+    variant = deploy.VariantFile(content_hash=onnx, bytes=1100,
+                                 sha256=hashlib.sha256(b"onnx model " * 100).hexdigest())
+    model = deploy.DeployedModel(version=1, trained_weights=manifest, quantized_weights=manifest,
+                                 model_card=other, variants={"int8": variant})
     deploy.deploy(store, "m", model, canary_share=0.0)
     return store, {"weights": weights, "card": other, "manifest": manifest}
 
@@ -54,7 +53,7 @@ def test_verify_names_a_flipped_byte_a_missing_object_and_a_truncated_entry(tmp_
     os.remove(_path(store, hashes["card"]))
     entry = tmp_path / "store" / "records" / "deployments" / "m" / "00000001.json"
     entry.write_bytes(entry.read_bytes()[:20])
-    leftover = tmp_path / "store" / "keys" / "trained_weights" / ".tmp-0123abcd"
+    leftover = tmp_path / "store" / "keys" / "m" / "trained_weights" / ".tmp-0123abcd"
     leftover.write_bytes(b"half a pointer")
     _age(leftover, 7200)
 
@@ -62,7 +61,7 @@ def test_verify_names_a_flipped_byte_a_missing_object_and_a_truncated_entry(tmp_
     text = "\n".join(lines)
     assert any(hashes["weights"].split(":")[1] in line and "does not hash to its name" in line
                for line in lines), text
-    assert any("model_card" in line and hashes["card"] in line and "not in the store" in line
+    assert any("m/model_card" in line and hashes["card"] in line and "not in the store" in line
                for line in lines), text
     assert any("00000001.json" in line and "unreadable" in line for line in lines), text
     assert any(".tmp-0123abcd" in line and "make gc removes it" in line for line in lines), text
@@ -73,7 +72,7 @@ def test_verify_names_a_stale_head_and_a_changed_deployed_model(tmp_path):
     store, _ = _healthy_store(tmp_path / "store")
     (tmp_path / "store" / "records" / "deployments" / "m" / "head.json").unlink()
     state = deploy.current(store, "m")
-    onnx = _path(store, state.stable["variants"]["int8"]["content_hash"])
+    onnx = _path(store, state.stable.variants["int8"].content_hash)
     open(onnx, "ab").write(b"!")
     lines = [p.line() for p in verify_store(store).problems]
     assert any("head.json" in line and "does not match the history" in line for line in lines)
@@ -83,7 +82,7 @@ def test_verify_names_a_stale_head_and_a_changed_deployed_model(tmp_path):
 def test_gc_removes_old_temp_files_of_cut_off_writes_and_keeps_young_ones(tmp_path):
     store, _ = _healthy_store(tmp_path / "store")
     base = tmp_path / "store"
-    old = [base / "objects" / "tmp" / ".tmp-old1", base / "keys" / "model_card" / ".tmp-old2",
+    old = [base / "objects" / "tmp" / ".tmp-old1", base / "keys" / "m" / "model_card" / ".tmp-old2",
            base / "records" / "deployments" / "m" / "00000002.json.tmp-old3"]
     young = base / "records" / "deployments" / "m" / "00000002.json.tmp-young"
     for path in [*old, young]:
@@ -96,7 +95,7 @@ def test_gc_removes_old_temp_files_of_cut_off_writes_and_keeps_young_ones(tmp_pa
     gc.sweep(store, plan)
     assert not any(p.exists() for p in old) and young.exists()
     assert verify_store(store, grace_s=3600).ok, "a young temp file may be a write in progress"
-    assert deploy.current(store, "m").stable["version"] == 1
+    assert deploy.current(store, "m").stable.version == 1
 
 
 def test_frames_are_checked_by_their_logical_hash(tmp_path):
@@ -107,8 +106,8 @@ def test_frames_are_checked_by_their_logical_hash(tmp_path):
     store = ArtifactStore(tmp_path / "store")
     frame = pd.DataFrame({"age": [39, 50, 38], "sex": ["Male", "Female", None]})
     manifest = save_result(store, StageResult(kind="features", frames={"features": frame}))
-    store.record("validated_features", "b3:cc", {"content_hash": manifest.content_hash,
-                                                 "metadata": {}, "checks": []})
+    store.record("m/validated_features", "b3:cc", {"content_hash": manifest.content_hash,
+                                                   "metadata": {}, "checks": []})
     frame_hash = manifest.files["features"]
     assert frame_hash.startswith("f3:") and manifest.content_hash.startswith("b3:")
     assert verify_store(store).ok
