@@ -8,6 +8,7 @@ is kept as the reference for drift monitoring.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -121,3 +122,81 @@ def build_trained_weights(
         info={"hidden": cfg.hidden, "dropout": cfg.dropout},
         metadata=metadata,
     )
+
+
+@dataclass
+class LoggedTraining:
+    """One ``trained_weights`` computation with its MLflow run and registry version.
+
+    ``compute`` trains (resuming from a checkpoint an interrupted run left) inside an MLflow
+    run; ``register`` then registers the stored weights once per recipe key. Progress goes
+    to ``say`` (one line per epoch and trial).
+    """
+
+    spec: DatasetSpec
+    store: ArtifactStore
+    features_hash: str
+    tracking_uri: str
+    experiment: Callable[[], str]
+    optuna_storage: str
+    checkpoint_dir: Callable[[str], Path]
+    device: str
+    threads: int
+    tags: dict[str, str]
+    say: Callable[[str], None]
+    run: Any = None
+    key: str = ""
+
+    def _epoch(self, row: dict[str, Any]) -> None:
+        self.say(f"epoch {row['epoch'] + 1}/{row['epochs']}: train loss {row['train_loss']:.4f}, "
+                 f"val loss {row['val_loss']:.4f}, val AUC {row['val_auc']:.4f}")
+
+    def _trial(self, record: Any) -> None:
+        self.say(f"trial {record.number}: {record.state}, val loss {record.value}, "
+                 f"{record.epochs_run} epochs")
+
+    def compute(self, key: str) -> StageResult:
+        import shutil
+
+        from pipelines.tracking import TrainingLog
+
+        study = f"trained_weights-{key.split(':')[-1][:32]}"
+        if self.spec.tuning.n_trials:
+            self.say(f"Optuna study {study}: {self.spec.tuning.n_trials} trials; more workers "
+                     f"can join with `python -m cli.tune_worker --study {study}`")
+        self.key = key
+        checkpoints = self.checkpoint_dir(key)
+        if (checkpoints / "checkpoint.pt").exists():
+            self.say(f"resuming the final fit from the checkpoint an interrupted run left in "
+                     f"{checkpoints}")
+        tags = {"recipe_key": key, "data_hash": self.features_hash,
+                "dataset_spec": self.spec.name, "tideline/model": self.spec.name} | self.tags
+        with TrainingLog(self.tracking_uri, self.experiment(), run_name="trained_weights",
+                         tags=tags, on_trial=self._trial) as run:
+            self.run = run
+            result = build_trained_weights(
+                self.spec, self.store, self.store.get_manifest(self.features_hash),
+                threads=self.threads, device=self.device, checkpoint_dir=checkpoints,
+                study_url=self.optuna_storage, study_name=study, on_epoch=self._epoch, log=run)
+        # A retried run resumes from the checkpoint; once the result exists it is not needed.
+        shutil.rmtree(checkpoints, ignore_errors=True)
+        return result
+
+    def register(self, content_hash: str, result: StageResult) -> None:
+        import json
+
+        from pipelines.tracking import git_commit
+
+        # Once per recipe key: a run killed after registering, before its memo entry, must
+        # not leave the registry a duplicate of the same weights when the rerun gets here.
+        registered = self.run.register_once(self.spec.name, tags={
+            "recipe_key": self.key, "trained_weights": content_hash,
+            "data_hash": self.features_hash, "git_commit": git_commit(),
+            "dataset_spec": self.spec.name, "tideline/model": self.spec.name,
+            "device": self.device, "threads": str(self.threads),
+            "best_params": json.dumps(result.metadata.get("best_params")),
+            "stage_config": json.dumps(self.spec.stage_config("trained_weights"))})
+        if registered.reused:
+            self.say(f"reusing registry version {registered.version} of {self.spec.name}: it "
+                     "holds these weights for this recipe key")
+        result.metadata["registry_version"] = registered.version
