@@ -9,7 +9,7 @@ import dagster as dg
 
 from assets.memo import materialize_stage
 from assets.naming import key
-from pipelines.ingest import InputError, local_source_path
+from pipelines.ingest import InputError
 from pipelines.spec import DatasetSpec
 from resources.store import ArtifactStoreResource, LakeFSResource, ProductionResource
 
@@ -37,34 +37,17 @@ def build_ingest_assets(spec: DatasetSpec) -> dg.AssetsDefinition:
     )
     def ingest(context: dg.AssetExecutionContext, store: ArtifactStoreResource,
                production: ProductionResource, lakefs: LakeFSResource):
-        from pipelines.lakefs import is_lakefs
+        from pipelines.lakefs import LakeFSError
+        from pipelines.stages.raw import SourceInputs
 
-        st, root, cache = store.get(), production.path(spec.name), production.stat_cache()
-        lakefs_source = None
-        if is_lakefs(spec.source.path):
-            # Resolved once: the snapshot reads the object at this commit, whatever the
-            # branch does meanwhile; an untouched object keeps its recipe key.
-            client = lakefs.client()
-            version = lakefs.source_version(spec.source.path, client)
-            lakefs_source, source_hash = (client, version), version.content_key
-            context.log.info(f"source {spec.source.path} is {version.pinned_uri}")
-        else:
-            try:
-                source_hash, _ = store.stat_cache().file_hash(local_source_path(spec.source.path))
-            except InputError as exc:
-                raise dg.Failure(description=str(exc)) from None
-        labels = None
-        if spec.monitoring.include_labelled_rows:
-            from pipelines.production import labels_version
-
-            labels = labels_version(root, cache)
-
-        def snapshot(recipe: str):
-            from pipelines.production import labelled_training_rows
-            from pipelines.stages.raw import snapshot_source
-
-            rows = labelled_training_rows(root, cache, spec) if labels else None
-            return snapshot_source(spec, st, rows, lakefs_source=lakefs_source)
+        st = store.get()
+        try:
+            found = SourceInputs.find(spec, store.stat_cache(), production.path(spec.name),
+                                      lakefs.client)
+        except (InputError, LakeFSError) as exc:
+            raise dg.Failure(description=str(exc)) from None
+        if found.lakefs is not None:
+            context.log.info(f"source {spec.source.path} is {found.lakefs[1].pinned_uri}")
 
         def features(recipe: str):
             # Imported on a miss only: the cache-hit path loads no heavy library.
@@ -75,8 +58,8 @@ def build_ingest_assets(spec: DatasetSpec) -> dg.AssetsDefinition:
         raw_events = list(materialize_stage(
             context, asset="raw_data", model=spec.name, store=st,
             modules=("pipelines.stages.raw",), config=spec.stage_config("raw_data"),
-            inputs={"source": source_hash} | ({"labelled": labels} if labels else {}),
-            compute=snapshot, output_name="raw_data"))
+            inputs=found.inputs, compute=lambda recipe: found.snapshot(st),
+            output_name="raw_data"))
         raw_hash = raw_events[0].value.content_hash
         try:
             feature_events = list(materialize_stage(

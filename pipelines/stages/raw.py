@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pipelines.artifacts import StageResult
@@ -54,3 +56,62 @@ def snapshot_source(spec: DatasetSpec, store: ArtifactStore,
         metadata={"source": source, "bytes": size, "format": spec.source.resolved_format,
                   "labelled_production_rows": info.get("labelled_rows", 0), **extra},
     )
+
+
+@dataclass
+class SourceInputs:
+    """The source's version (and labelled production rows' version) before any data is read.
+
+    A local file's hash is stat-cached; a ``lakefs://`` source is resolved once to a commit,
+    so the snapshot reads the object at that commit whatever the branch does meanwhile.
+    """
+
+    spec: DatasetSpec
+    source_hash: str
+    labels: str | None
+    production_root: Path
+    stat_cache: Any
+    lakefs: tuple[Any, Any] | None = None
+
+    @classmethod
+    def find(cls, spec: DatasetSpec, stat_cache: Any, production_root: Path,
+             lakefs_client: Any) -> SourceInputs:
+        """Resolve the source.
+
+        Args:
+            spec: The model's dataset spec.
+            stat_cache: The file-stat cache of content hashes.
+            production_root: The model's production store (labelled rows, when taken in).
+            lakefs_client: Called for a ``lakefs://`` source; returns the SDK client.
+
+        Raises:
+            InputError: a local source that is missing or unusable (one line).
+            LakeFSError: a ``lakefs://`` source that does not resolve.
+        """
+        from pipelines.lakefs import is_lakefs, source_version
+
+        lakefs = None
+        if is_lakefs(spec.source.path):
+            client = lakefs_client()
+            version = source_version(client, spec.source.path)
+            lakefs, source_hash = (client, version), version.content_key
+        else:
+            source_hash, _ = stat_cache.file_hash(local_source_path(spec.source.path))
+        labels = None
+        if spec.monitoring.include_labelled_rows:
+            from pipelines.production import labels_version
+
+            labels = labels_version(production_root, stat_cache)
+        return cls(spec, source_hash, labels, production_root, stat_cache, lakefs)
+
+    @property
+    def inputs(self) -> dict[str, str]:
+        """The raw_data stage's recipe inputs."""
+        return {"source": self.source_hash} | ({"labelled": self.labels} if self.labels else {})
+
+    def snapshot(self, store: ArtifactStore) -> StageResult:
+        from pipelines.production import labelled_training_rows
+
+        rows = (labelled_training_rows(self.production_root, self.stat_cache, self.spec)
+                if self.labels else None)
+        return snapshot_source(self.spec, store, rows, lakefs_source=self.lakefs)
