@@ -21,7 +21,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 SCALED = ("radius", "perimeter", "area")
-MODEL = "breast_cancer"  # the demo spec's model
+# The model the demo drives: MODEL=name (TIDELINE_MODEL), else the only model, else the
+# demo's; set once in main().
+MODEL = "breast_cancer"
 
 
 def say(message: str) -> None:
@@ -52,6 +54,11 @@ def main(argv: list[str] | None = None) -> int:
 
     import dagster as dg
     import httpx
+
+    from pipelines.catalog import selected_spec
+
+    global MODEL
+    MODEL = selected_spec().name
 
     from cli.demo import run_chain
     from pipelines import deploy
@@ -149,14 +156,15 @@ def _send(httpx, url, key, rows, scale: float, seed: int, n: int = 250):
 
     spec = selected_spec(MODEL)
     batch = rows.sample(n=min(n, len(rows)), random_state=seed).reset_index(drop=True)
-    for col in spec.numeric_columns:
-        if any(word in col for word in SCALED):
-            batch[col] = batch[col] * scale
+    # The demo's size measurements; for another model, its first three numeric columns.
+    scaled = [c for c in spec.numeric_columns if any(word in c for word in SCALED)]
+    for col in scaled or spec.numeric_columns[:3]:
+        batch[col] = batch[col] * scale
     records = json.loads(batch[list(spec.columns)].to_json(orient="records"))
     ids = []
     with httpx.Client(timeout=30) as client:
         for record in records:
-            r = client.post(f"{url}/predict", json={"records": [record]},
+            r = client.post(f"{url}/v2/models/{MODEL}/predict", json={"records": [record]},
                             headers={"X-API-Key": key})
             r.raise_for_status()
             ids.append(r.json()["request_id"])
