@@ -44,23 +44,24 @@ def build_deployment(spec: DatasetSpec) -> dg.AssetsDefinition:
 
 def deployment_result(model: str, result: "PublishResult") -> dg.MaterializeResult:
     """The materialization of one deployment step: outcome, versions and where things are."""
-    state = result.state
-    metadata = {
-        "model": model, "outcome": result.outcome, "version": str(result.version),
-        "stable_version": deploy.version_label(state.stable),
-        "canary_version": deploy.version_label(state.canary),
-        "history_entry": state.seq,
-    }
-    if result.repaired:  # what a killed earlier run had left out of line, now put right
-        metadata["repaired"] = "\n".join(result.repaired)
-    if result.outcome == "rejected":  # model_card raised the alert when it was judged
-        metadata["reason"] = result.reason
-    else:
-        metadata |= {"role": result.role, "edge_bundle": dg.MetadataValue.path(result.edge)}
-        if result.edge_bytes is not None:
-            metadata["edge_bytes"] = result.edge_bytes
-        if result.lakefs_tag is not None:
-            metadata["lakefs_tag"] = result.lakefs_tag.tag
-            metadata["lakefs_commit"] = result.lakefs_tag.commit
+    from pipelines.records import DeploymentOutcome
+
+    state, rejected = result.state, result.outcome == "rejected"
+    tag = result.lakefs_tag
+    outcome = DeploymentOutcome(
+        model=model, outcome=result.outcome, version=str(result.version),
+        stable_version=deploy.version_label(state.stable),
+        canary_version=deploy.version_label(state.canary), history_entry=state.seq,
+        # What a killed earlier run had left out of line, now put right.
+        repaired="\n".join(result.repaired) or None,
+        # A rejected model: model_card raised the alert when it was judged.
+        reason=result.reason if rejected else None,
+        role=None if rejected else result.role, edge_bundle=None if rejected else result.edge,
+        edge_bytes=None if rejected else result.edge_bytes,
+        lakefs_tag=tag.tag if tag and not rejected else None,
+        lakefs_commit=tag.commit if tag and not rejected else None)
+    metadata = outcome.to_metadata()
+    if outcome.edge_bundle:
+        metadata["edge_bundle"] = dg.MetadataValue.path(outcome.edge_bundle)
     return dg.MaterializeResult(metadata=metadata,
                                 data_version=dg.DataVersion(f"deployment-{state.seq}"))

@@ -57,7 +57,7 @@ def main(big_bytes: int = 1_000_000_000, small_bytes: int = 1_000_000, repeats: 
         jobs = {}
         for name, source in (("big", big), ("small", small)):
             os.environ["TIDELINE_SPEC"] = str(spec_for(source, tmp / f"{name}.yaml", REPO))
-            jobs[name] = build_definitions().resolve_job_def("training_job")
+            jobs[name] = build_definitions().resolve_job_def("breast_cancer_training_job")
         instance = dg.DagsterInstance.local_temp(
             tempdir=str(state / "dagster"), overrides={"telemetry": {"enabled": False}})
         for name in ("small", "big"):  # priming runs: compute once, then hit

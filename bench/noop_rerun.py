@@ -1,6 +1,6 @@
 """No-op re-run of the whole chain ÷ the same chain of assets with empty bodies (target ≤ 2).
 
-Both run through `training_job`-shaped jobs on the same SQLite Dagster instance, in
+Both run through `<model>_training_job`-shaped jobs on the same SQLite Dagster instance, in
 process, interleaved. The empty chain has the same steps, dependencies, checks and IO
 manager; its bodies only return a fixed reference.
 """
@@ -81,7 +81,8 @@ def main(repeats: int = 7) -> float:
         empty = empty_chain(names, str(state / "refs"))
         instance = dg.DagsterInstance.local_temp(
             tempdir=str(state / "dagster"), overrides={"telemetry": {"enabled": False}})
-        job, empty_job = defs.resolve_job_def("training_job"), empty.resolve_job_def("empty_job")
+        job = defs.resolve_job_def("breast_cancer_training_job")
+        empty_job = empty.resolve_job_def("empty_job")
         assert job.execute_in_process(instance=instance).success  # first run: all misses
         run = lambda j: j.execute_in_process(instance=instance)  # noqa: E731
         run(empty_job)

@@ -1,6 +1,6 @@
 """The chain's `pipelines` functions called from a plain script: the baseline for Dagster.
 
-Does the same work as `training_job` (recipe keys, store writes, MLflow logging), with
+Does the same work as `<model>_training_job` (recipe keys, store writes, MLflow logging), with
 no Dagster. Run as ``python -m bench.plain_chain`` with TIDELINE_HOME set.
 """
 

@@ -17,6 +17,10 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pipelines.records import DeploymentOutcome
 
 
 @dataclass(frozen=True)
@@ -62,14 +66,16 @@ def run_chain(model: str, defs=None, instance=None, progress=None):
                                       tags=host_tags())
 
 
-def summary(result) -> tuple[list[Row], dict | None]:
-    """The memoized stages' rows and the deployment's metadata (None if it did not run)."""
+def summary(result) -> tuple[list[Row], DeploymentOutcome | None]:
+    """The memoized stages' rows and what the deployment did (None if it did not run)."""
+    from pipelines.records import DeploymentOutcome
+
     rows, deployed = [], None
     for event in result.get_asset_materialization_events():
         meta = {k: v.value for k, v in event.materialization.metadata.items()}
         model, stage = event.asset_key.path[0], event.asset_key.path[-1]
-        if "outcome" in meta:  # deployment: a change of state, not a memoized artifact
-            deployed = meta
+        if stage == "deployment":  # a change of state, not a memoized artifact
+            deployed = DeploymentOutcome.from_metadata(meta)
             continue
         rows.append(Row(model, stage, str(meta["cache"]), str(meta["content_hash"]),
                         float(meta["seconds"])))
@@ -169,7 +175,7 @@ def run_model(defs, model: str) -> list[Row]:
         user = failed and all(e.step_failure_data.user_failure_data for e in failed)
         raise CommandFailed(f"{model}: {failure_message(result)}", code=2 if user else 1)
     rows, deployed = summary(result)
-    outcome = (f"{deployed['outcome']} v{deployed['version']}" if deployed else "not run")
+    outcome = f"{deployed.outcome} v{deployed.version}" if deployed else "not run"
     print_table([*rows, Row(model, "deployment", "-", outcome, 0.0)])
     print(f"{'total (run)':<76} {total:>8.3f}")
     commit_run(defs, result, f"{model}_training_job")
@@ -177,27 +183,33 @@ def run_model(defs, model: str) -> list[Row]:
     store = defs.resources["store"].get()
     path = export_card(store, card.content_hash, state_dir() / "model_cards" / model)
     print(f"\nmodel card: {path}\n            {path.with_suffix('.md')}")
-    if deployed and deployed["outcome"] != "rejected":
-        canary = deployed["canary_version"]
-        print(f"deployment: stable v{deployed['stable_version']}"
+    if deployed and deployed.outcome != "rejected":
+        canary = deployed.canary_version
+        print(f"deployment: stable v{deployed.stable_version}"
               + (f", canary v{canary}" if canary != "none" else ", no canary")
-              + (f"; edge bundle {deployed['edge_bundle']}" if "edge_bundle" in deployed
-                 else "")
+              + (f"; edge bundle {deployed.edge_bundle}" if deployed.edge_bundle else "")
               + "\n            serve it: make serve (API key: make api-key)")
     elif deployed:
-        print(f"deployment: not deployed ({deployed.get('reason', 'the gate blocked it')})")
+        print(f"deployment: not deployed ({deployed.reason or 'the gate blocked it'})")
     return rows
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
     from cli.console import CommandFailed
     from definitions import build_definitions
     from pipelines.catalog import load_catalog
 
+    parser = argparse.ArgumentParser(
+        prog="python -m cli.demo", description="Run every model's chain whose data is here "
+        "(or one: --model NAME, or MODEL=/SPEC= with make) and print what each stage did.")
+    parser.add_argument("--model", default=os.environ.get("TIDELINE_MODEL") or None)
+    args = parser.parse_args(argv)
     catalog = load_catalog()
     for error in catalog.errors:  # on stdout: stderr goes to the log file
         print(f"error: {error.message}", flush=True)
-    models = chosen_models(catalog, os.environ.get("TIDELINE_MODEL") or None)
+    models = chosen_models(catalog, args.model)
     if not models and catalog.errors and not catalog.entries:
         raise CommandFailed(f"no model to run: {len(catalog.errors)} dataset spec(s) failed to "
                             f"load: {catalog.errors[0].message}")
@@ -205,10 +217,20 @@ def main() -> int:
         raise CommandFailed("no model to run: no spec in the datasets folder has its data "
                             "here (see the lines above)")
     defs = build_definitions(catalog)
+    failed: list[CommandFailed] = []
     for i, model in enumerate(models):
         if i:
             print()
-        run_model(defs, model)
+        try:
+            run_model(defs, model)
+        except CommandFailed as exc:  # the other models still run
+            if len(models) > 1:
+                print(f"error: {exc}", flush=True)
+            failed.append(exc)
+    if failed:
+        first = failed[0]
+        more = f" ({len(failed) - 1} more models failed, above)" if len(failed) > 1 else ""
+        raise CommandFailed(f"{first}{more}", code=min(f.code for f in failed))
     if catalog.errors:
         raise CommandFailed(f"{len(catalog.errors)} dataset spec(s) failed to load and were "
                             f"left out: {catalog.errors[0].message}")

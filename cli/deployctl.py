@@ -55,10 +55,10 @@ def _api_key(name: str | None) -> None:
           f"works for every model of the service):\n{key}")
 
 
-def _sync(mode: str) -> None:
+def _sync(mode: str, model: str) -> None:
     if mode == "skip":
         return
-    cmd = [sys.executable, "-m", "cli.deployctl", "sync-aliases"]
+    cmd = [sys.executable, "-m", "cli.deployctl", "sync-aliases", "--model", model]
     if mode == "wait":
         subprocess.run(cmd, cwd=REPO, check=False)
     else:
@@ -166,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
             state = action(store, name, reason=args.reason or f"{args.action} by hand")
             print(f"{args.action}: {name} stable {_label(state.stable)}, canary "
                   f"{_label(state.canary)} (history entry {state.seq})")
-            _sync(args.aliases)
+            _sync(args.aliases, name)
     except deploy.DeployError as exc:
         print(f"{args.action}: {exc}", file=sys.stderr)
         return 1

@@ -89,7 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     ]
     url = f"http://127.0.0.1:{args.port}"
     try:
-        wait_for(lambda: _ready(httpx, url), 90, "the serving service")
+        wait_for(lambda: _ready(httpx, f"{url}/v2/models/{MODEL}"), 90,
+                 f"the serving service to load {MODEL}")
         key = subprocess.run([sys.executable, "-m", "cli.deployctl", "api-key", "drift-demo"],
                              cwd=REPO, env=env, capture_output=True, text=True,
                              check=True).stdout.strip().splitlines()[-1]
@@ -143,7 +144,7 @@ def _held_out(store, stable):
 
 def _ready(httpx, url: str) -> bool:
     try:
-        return httpx.get(f"{url}/ready", timeout=2).status_code == 200
+        return httpx.get(f"{url}/ready", timeout=2).status_code == 200  # .../<model>/ready
     except httpx.TransportError:
         return False
 
@@ -169,8 +170,8 @@ def _send(httpx, url, key, rows, scale: float, seed: int, n: int = 250):
             r.raise_for_status()
             ids.append(r.json()["request_id"])
     batch["__target"] = spec.target.positive
-    batch.loc[batch["__label"] == 0, "__target"] = next(
-        c for c in spec.target.classes if c != spec.target.positive)
+    negative = [c for c in spec.target.classes or [] if c != spec.target.positive]
+    batch.loc[batch["__label"] == 0, "__target"] = negative[0] if negative else "0"
     return ids, batch
 
 
@@ -226,11 +227,14 @@ def _verdict(instance, store) -> None:
         event = instance.get_latest_materialization_event(dg.AssetKey([MODEL, asset]))
         return {k: v.value for k, v in event.asset_materialization.metadata.items()}
 
-    card, deployed = latest("model_card"), latest("deployment")
+    from pipelines.records import DeploymentOutcome
+
+    card = latest("model_card")
+    deployed = DeploymentOutcome.from_metadata(latest("deployment"))
     state = deploy.current(store, MODEL)
     say(f"deploy gate on the retrained model: {card['gate']} (ROC AUC {card['roc_auc']:.4f} "
         f"on its held-out rows, champion v{card['champion_version']}); deployment: "
-        f"{deployed['outcome']} v{deployed['version']}; now serving stable "
+        f"{deployed.outcome} v{deployed.version}; now serving stable "
         f"v{deploy.version_label(state.stable)}"
         + (f" with canary v{state.canary.version}" if state.canary else ""))
 

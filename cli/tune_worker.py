@@ -2,7 +2,7 @@
 
 Usage::
 
-    python -m cli.tune_worker --study trained_weights-<key> --features b3:<hash>
+    python -m cli.tune_worker --model <model> --study trained_weights-<key> --features b3:<hash>
 
 It joins the study in the configured Optuna storage (``TIDELINE_OPTUNA_URL``; a Postgres
 URL lets workers on other machines join) and runs trials until the study holds the
@@ -28,7 +28,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--study", required=True, help="study name (in the Dagster log)")
     parser.add_argument("--features", required=True, help="validated_features content hash")
-    parser.add_argument("--spec", default=None, help="dataset spec (default TIDELINE_SPEC)")
+    parser.add_argument("--model", default=None, help="the model whose study this is (its "
+                        "spec in the datasets folder; default TIDELINE_MODEL, else the only "
+                        "model, else the demo)")
+    parser.add_argument("--spec", default=None, help="a dataset spec file (instead of --model)")
     parser.add_argument("--store", default=None, help="artifact store root")
     parser.add_argument("--storage", default=None, help="Optuna storage URL")
     parser.add_argument("--heartbeat", type=int, default=HEARTBEAT_S)
@@ -36,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     state = state_dir()
-    spec = load_spec(args.spec) if args.spec else selected_spec()
+    spec = load_spec(args.spec) if args.spec else selected_spec(args.model)
     store = ArtifactStore(args.store or store_root(state))
     manifest = store.get_manifest(args.features)
     import io

@@ -15,6 +15,8 @@ from pipelines.spec import DatasetSpec, SpecError
 CHAIN = ("raw_data", "validated_features", "trained_weights", "quantized_weights", "model_card",
          "deployment")
 MONITORING = ("production_batches", "drift_report", "production_performance")
+# Model names whose jobs or sensors would clash with the store-wide ones, and why.
+RESERVED = {"store": "store_alert_sensor", "invalid_specs": "invalid_specs/<file> assets"}
 # Stages whose results are memoized artifacts in the store (what gc keeps and verify reads).
 MEMOIZED = ("raw_data", "validated_features", "trained_weights", "quantized_weights",
             "model_card", "drift_report", "production_performance", "batch_predictions")
@@ -89,6 +91,12 @@ def load_catalog(files: list[Path] | None = None) -> Catalog:
             spec = load_spec(path)
         except SpecError as exc:
             errors.append(CatalogError(Path(path), str(exc)))
+            continue
+        if spec.name in RESERVED:
+            errors.append(CatalogError(Path(path), (
+                f"dataset spec {path}: name {spec.name!r} is reserved (the store-wide "
+                f"{RESERVED[spec.name]} would clash with this model's); give the spec "
+                "another name")))
             continue
         taken = next((e for e in entries if e.name == spec.name), None)
         if taken is not None:

@@ -64,3 +64,40 @@ class PerformanceSummary:
             below_floor=bool(_required(metadata, "production_performance", "below_floor")),
             floor_failures=tuple(str(f) for f in metadata.get("floor_failures") or ()),
             content_hash=None if content_hash is None else str(content_hash))
+
+
+@dataclass(frozen=True)
+class DeploymentOutcome:
+    """What one deployment step did, as its materialization metadata says it.
+
+    Written by the ``deployment`` asset (:meth:`to_metadata`) and read back by the
+    commands that report on a run (:meth:`from_metadata`): one definition of its fields.
+    """
+
+    model: str
+    outcome: str  # deployed | unchanged | rejected
+    version: str
+    stable_version: str
+    canary_version: str
+    history_entry: int
+    role: str | None = None  # stable | canary, unless rejected
+    edge_bundle: str | None = None
+    edge_bytes: int | None = None
+    reason: str | None = None  # why the gate rejected it
+    repaired: str | None = None  # what a killed earlier run had left out of line
+    lakefs_tag: str | None = None
+    lakefs_commit: str | None = None
+
+    def to_metadata(self) -> dict[str, Any]:
+        """Plain values, leaving out the fields that do not apply."""
+        return {k: v for k, v in self.__dict__.items() if v is not None}
+
+    @classmethod
+    def from_metadata(cls, metadata: Mapping[str, Any]) -> DeploymentOutcome:
+        """Raises: ValueError: a required field is missing (one line naming it)."""
+        required = ("model", "outcome", "version", "stable_version", "canary_version",
+                    "history_entry")
+        values = {name: _required(metadata, "deployment", name) for name in required}
+        optional = {name: metadata[name] for name in cls.__dataclass_fields__
+                    if name not in values and metadata.get(name) is not None}
+        return cls(**values, **optional)

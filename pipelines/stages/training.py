@@ -163,7 +163,8 @@ class LoggedTraining:
         study = f"trained_weights-{key.split(':')[-1][:32]}"
         if self.spec.tuning.n_trials:
             self.say(f"Optuna study {study}: {self.spec.tuning.n_trials} trials; more workers "
-                     f"can join with `python -m cli.tune_worker --study {study}`")
+                     f"can join with `python -m cli.tune_worker --model {self.spec.name} "
+                     f"--study {study} --features {self.features_hash}`")
         self.key = key
         checkpoints = self.checkpoint_dir(key)
         if (checkpoints / "checkpoint.pt").exists():

@@ -178,3 +178,16 @@ def test_dagster_loads_the_code_location_lazily_with_a_broken_spec(tmp_path):
     assert "Validation successful for code location definitions" in proc.stdout + proc.stderr
     # The broken spec is named in the log, one line with its file and field.
     assert "broken.yaml" in proc.stderr and "split.test" in proc.stderr
+
+
+def test_a_model_named_like_a_store_wide_part_is_refused_alone(monkeypatch, tmp_path):
+    folder = three_specs(tmp_path / "datasets")
+    spec = yaml.safe_load((folder / "adult_small.yaml").read_text())
+    spec["name"] = "store"  # its alert sensor would be the store's own store_alert_sensor
+    (folder / "adult_small.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    defs = build(monkeypatch, tmp_path, folder)
+    graph = defs.resolve_asset_graph()
+    bad = graph.get(dg.AssetKey(["invalid_specs", "adult_small"]))
+    assert "name 'store' is reserved" in bad.description
+    assert {k.path[0] for k in graph.get_all_asset_keys()} == {
+        "adult", "breast_cancer", "invalid_specs"}

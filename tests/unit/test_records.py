@@ -34,3 +34,23 @@ def test_metadata_from_another_writer_is_refused_naming_the_field():
         DriftSummary.from_metadata({"batch": "b3:x", "drift_threshold": 0.3})
     with pytest.raises(ValueError, match=r"production_performance .* 'below_floor'"):
         PerformanceSummary.from_metadata({"content_hash": "b3:y"})
+
+
+def test_deployment_outcome_round_trips_through_metadata_and_names_a_missing_field():
+    import pytest
+
+    from pipelines.records import DeploymentOutcome
+
+    deployed = DeploymentOutcome(model="adult", outcome="deployed", version="3",
+                                 stable_version="2", canary_version="3", history_entry=7,
+                                 role="canary", edge_bundle="/edge/adult/v3", edge_bytes=9000)
+    metadata = deployed.to_metadata()
+    assert "reason" not in metadata and "lakefs_tag" not in metadata
+    assert DeploymentOutcome.from_metadata(metadata) == deployed
+    rejected = DeploymentOutcome(model="adult", outcome="rejected", version="4",
+                                 stable_version="2", canary_version="none", history_entry=8,
+                                 reason="roc_auc 0.61 < 0.8")
+    assert DeploymentOutcome.from_metadata(rejected.to_metadata()).reason == "roc_auc 0.61 < 0.8"
+    with pytest.raises(ValueError, match="no 'history_entry' metadata"):
+        DeploymentOutcome.from_metadata({k: v for k, v in metadata.items()
+                                         if k != "history_entry"})
