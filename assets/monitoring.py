@@ -15,15 +15,16 @@ def build_monitoring_assets(spec: DatasetSpec) -> list:
                     "log and batches dropped in by users; its data version is the content hash "
                     "of what is there (file hashes cached by stat).")
     def production_batches(context, production: ProductionResource) -> dg.ObserveResult:
-        from pipelines.production import DATA_GLOBS, LABEL_GLOBS, fingerprint, scan
+        from pipelines.production import DATA_GLOBS, observe
 
-        root, cache = production.path(spec.name), production.stat_cache()
-        files, labels = scan(root, cache), scan(root, cache, LABEL_GLOBS)
+        now = observe(production.path(spec.name), production.stat_cache())
         return dg.ObserveResult(
-            data_version=dg.DataVersion(fingerprint(files + labels, root)),
-            metadata={"model": spec.name, "files": len(files), "label_files": len(labels),
-                      "newest": files[-1].path.name if files else "none",
-                      "folder": dg.MetadataValue.path(str(root)), "globs": list(DATA_GLOBS)})
+            data_version=dg.DataVersion(now.version),
+            metadata={"model": spec.name, "files": len(now.files),
+                      "label_files": len(now.labels),
+                      "newest": now.files[-1].path.name if now.files else "none",
+                      "folder": dg.MetadataValue.path(str(now.root)),
+                      "globs": list(DATA_GLOBS)})
 
     @dg.asset(key=key(spec, "drift_report"), group_name=spec.name, kinds={"evidently"},
               deps=[key(spec, "production_batches"), key(spec, "deployment")],

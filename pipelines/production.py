@@ -1,6 +1,7 @@
 """The production-batch store: what the model saw in production, and the labels that came later.
 
-Layout under the production folder (``$TIDELINE_HOME/production`` by default)::
+Each model has its own folder (``$TIDELINE_HOME/production/<model>`` by default); its
+layout::
 
     predictions/<UTC date>/<time>-<pid>-<seq>.parquet   the serving service's log
     batches/<name>.parquet | .csv                       batches dropped in by users
@@ -52,6 +53,22 @@ def scan(root: Path, stat_cache: StatCache, globs: tuple[str, ...] = DATA_GLOBS
             content_hash, _ = stat_cache.file_hash(path)
             files.append(StoreFile(path, content_hash, path.stat().st_mtime))
     return sorted(files, key=lambda f: f.order)
+
+
+@dataclass(frozen=True)
+class StoreState:
+    """What a production folder holds now: its data and label files and one version."""
+
+    root: Path
+    files: list[StoreFile]
+    labels: list[StoreFile]
+    version: str
+
+
+def observe(root: Path, stat_cache: StatCache) -> StoreState:
+    """The folder's state; file hashes are stat-cached, so an unchanged folder reads nothing."""
+    files, labels = scan(root, stat_cache), scan(root, stat_cache, LABEL_GLOBS)
+    return StoreState(root, files, labels, fingerprint(files + labels, root))
 
 
 def fingerprint(files: list[StoreFile], root: Path) -> str:

@@ -18,18 +18,16 @@ def build_production_sensor(model: str, monitoring_job, production, interval_s: 
                description=f"Runs {monitoring_job.name} when {model}'s production-batch store "
                            "changes.")
     def production_sensor(context: dg.SensorEvaluationContext):
-        from pipelines.production import LABEL_GLOBS, fingerprint, scan
+        from pipelines.production import observe
 
-        root = production.path(model)
-        files = scan(root, production.stat_cache())
-        labels = scan(root, production.stat_cache(), LABEL_GLOBS)
-        if not files:
-            return dg.SkipReason(f"no production data under {root} yet")
-        version = fingerprint(files + labels, root)
-        if version == context.cursor:
-            return dg.SkipReason(f"production store unchanged ({len(files)} files)")
+        now = observe(production.path(model), production.stat_cache())
+        if not now.files:
+            return dg.SkipReason(f"no production data under {now.root} yet")
+        if now.version == context.cursor:
+            return dg.SkipReason(f"production store unchanged ({len(now.files)} files)")
         return dg.SensorResult(run_requests=[dg.RunRequest(
-            run_key=f"production-{version}", tags={"tideline/model": model})], cursor=version)
+            run_key=f"production-{now.version}", tags={"tideline/model": model})],
+            cursor=now.version)
 
     return production_sensor
 
