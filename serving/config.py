@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING
 from pipelines.spec import CanarySpec, ServingSpec
 
 if TYPE_CHECKING:
-    from pipelines.catalog import Catalog
+    from pipelines.catalog import Catalog, CatalogError
     from pipelines.spec import DatasetSpec
 
 
@@ -74,20 +74,12 @@ class ModelConfig:
 
 
 @dataclass(frozen=True)
-class SpecProblem:
-    """A spec file that is not served, with its one-line reason."""
-
-    path: Path
-    message: str
-
-
-@dataclass(frozen=True)
 class ServiceConfig:
     models: tuple[ModelConfig, ...]
     # The model POST /predict answers for; None when none can be picked (see default_problem).
     default_model: str | None
     default_problem: str | None
-    spec_errors: tuple[SpecProblem, ...]
+    spec_errors: tuple[CatalogError, ...]  # spec files not served, and why
     store_root: str
     api_keys: Path
     redis_url: str | None
@@ -118,7 +110,7 @@ class ServiceConfig:
             problem = str(exc).replace("MODEL=name", "TIDELINE_DEFAULT_MODEL=name")
         return cls(
             models=models, default_model=default, default_problem=problem,
-            spec_errors=tuple(SpecProblem(e.path, e.message) for e in catalog.errors),
+            spec_errors=catalog.errors,
             store_root=store_root(state),
             api_keys=Path(os.environ.get("TIDELINE_API_KEYS",
                                          state / "serving" / "api_keys.json")),
