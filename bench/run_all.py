@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-BENCHES = ["bench.import_time", "bench.models", "bench.hash_frame", "bench.noop_rerun",
+BENCHES = ["bench.import_time", "bench.many_models", "bench.hash_frame", "bench.noop_rerun",
            "bench.noop_data_size", "bench.chain_overhead", "bench.tuning",
            "bench.serving_inference", "bench.serving_http", "bench.rollback", "bench.drift"]
 
