@@ -19,10 +19,11 @@ def build_deployment(spec: DatasetSpec) -> dg.AssetsDefinition:
               ins=ins(spec, "trained_weights", "quantized_weights", "model_card"),
               description="Checks the gate verdict stored with the model card; a model that "
                           "passed is appended to the deployment history (canary beside the "
-                          "stable model, or stable) and its int8 edge bundle is published. A "
-                          "blocked model is recorded as rejected and nothing changes. Head, "
-                          "edge bundles and MLflow aliases that a killed run left out of line "
-                          "with the history are repaired first (metadata `repaired`).")
+                          "stable model, or stable) and its edge bundle (int8, else the "
+                          "smaller of fp16 and fp32) is published. A blocked model is "
+                          "recorded as rejected and nothing changes. Head, edge bundles and "
+                          "MLflow aliases that a killed run left out of line with the "
+                          "history are repaired first (metadata `repaired`).")
     def deployment(context: dg.AssetExecutionContext, trained_weights: ArtifactRef,
                    quantized_weights: ArtifactRef, model_card: ArtifactRef,
                    store: ArtifactStoreResource, mlflow: MlflowResource) -> dg.MaterializeResult:
@@ -58,6 +59,7 @@ def deployment_result(model: str, result: "PublishResult") -> dg.MaterializeResu
         reason=result.reason if rejected else None,
         role=None if rejected else result.role, edge_bundle=None if rejected else result.edge,
         edge_bytes=None if rejected else result.edge_bytes,
+        edge_variant=None if rejected else result.edge_variant,
         lakefs_tag=tag.tag if tag and not rejected else None,
         lakefs_commit=tag.commit if tag and not rejected else None)
     metadata = outcome.to_metadata()

@@ -93,6 +93,9 @@ class DeployedModel:
     inputs: ModelInputs = ModelInputs()
     variants: dict[str, VariantFile] = field(default_factory=dict)
     preprocess: str | None = None  # content hash of the preprocessing parameters
+    # The variant in the edge bundle (the smallest published one); ``None`` in entries
+    # written before variants could be dropped, whose bundles hold int8.
+    edge_variant: str | None = None
 
     def artifacts(self) -> set[str]:
         """Every content hash the model needs (what garbage collection keeps)."""
@@ -108,6 +111,8 @@ class DeployedModel:
             "variants": {name: v.to_json() for name, v in self.variants.items()}}
         if self.preprocess is not None:
             out["preprocess"] = self.preprocess
+        if self.edge_variant is not None:
+            out["edge_variant"] = self.edge_variant
         return out
 
     @classmethod
@@ -117,7 +122,7 @@ class DeployedModel:
                    inputs=ModelInputs.from_json(data.get("inputs") or {}),
                    variants={name: VariantFile.from_json(v)
                              for name, v in (data.get("variants") or {}).items()},
-                   preprocess=data.get("preprocess"))
+                   preprocess=data.get("preprocess"), edge_variant=data.get("edge_variant"))
 
 
 def _model_json(model: DeployedModel | None) -> dict[str, Any] | None:

@@ -6,8 +6,10 @@ the gate passed or failed. The first model (no champion) is judged on absolute l
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
+from pipelines.baselines import TITLES
 from pipelines.spec import GateSpec
 
 HIGHER_IS_BETTER = {"roc_auc": True, "accuracy": True, "f1": True, "log_loss": False,
@@ -15,7 +17,8 @@ HIGHER_IS_BETTER = {"roc_auc": True, "accuracy": True, "f1": True, "log_loss": F
 
 
 def judge(cfg: GateSpec, candidate: dict[str, float], baseline: dict[str, Any] | None,
-          fairness: dict[str, dict[str, Any]]) -> dict[str, Any]:
+          fairness: dict[str, dict[str, Any]],
+          baselines: dict[str, dict[str, float]] | None = None) -> dict[str, Any]:
     """Apply the spec's limits; returns ``{"passed": bool, "rules": [...]}``.
 
     Args:
@@ -24,6 +27,8 @@ def judge(cfg: GateSpec, candidate: dict[str, float], baseline: dict[str, Any] |
         baseline: The champion scored on the same rows (``metrics``, ``fairness``), or
             None when there is no champion yet.
         fairness: The candidate's fairness per sensitive column.
+        baselines: The scikit-learn baselines' metrics on the same rows, by name
+            (judged by ``min_lift_over_baseline``).
     """
     rules: list[dict[str, Any]] = []
     champion = baseline["metrics"] if baseline else None
@@ -52,6 +57,8 @@ def judge(cfg: GateSpec, candidate: dict[str, float], baseline: dict[str, Any] |
                 limit = champion[metric] + tol
                 rule(f"{metric} not above champion's {champion[metric]:.4f} by more than {tol}",
                      candidate[metric], limit, candidate[metric] <= limit)
+    for metric, lift in cfg.min_lift_over_baseline.items():
+        _lift_rule(rule, metric, lift, candidate, baselines or {})
     for column, result in fairness.items():
         for name, value in result["differences"].items():
             limits = cfg.fairness.get(name)
@@ -66,3 +73,19 @@ def judge(cfg: GateSpec, candidate: dict[str, float], baseline: dict[str, Any] |
                      value <= limit)
     return {"passed": all(r["passed"] for r in rules), "rules": rules,
             "compared_with_champion": baseline is not None}
+
+
+def _lift_rule(rule: Callable[[str, float, float, bool], None], metric: str, lift: float,
+               candidate: dict[str, float], baselines: dict[str, dict[str, float]]) -> None:
+    """The candidate beats the best baseline on ``metric`` by at least ``lift``."""
+    if not baselines:
+        rule(f"{metric} lift over the best baseline ≥ {lift} (no baseline was scored)",
+             float("nan"), lift, False)
+        return
+    higher = HIGHER_IS_BETTER.get(metric, True)
+    pick = max if higher else min
+    name, best = pick(((n, m[metric]) for n, m in sorted(baselines.items())),
+                      key=lambda item: item[1])
+    value = candidate[metric] - best if higher else best - candidate[metric]
+    rule(f"{metric} beats the best baseline ({TITLES.get(name, name)}, {best:.4f}) by ≥ {lift}",
+         value, lift, value >= lift)

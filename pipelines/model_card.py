@@ -20,8 +20,13 @@ def _table(header: list[str], rows: list[list[Any]]) -> str:
     return "\n".join(lines)
 
 
-def plots(y: Any, probabilities: dict[str, Any]) -> dict[str, bytes]:
-    """PNG bytes of the ROC curves and the reliability diagram for each variant."""
+def plots(y: Any, probabilities: dict[str, Any],
+          references: dict[str, Any] | None = None) -> dict[str, bytes]:
+    """PNG bytes of the ROC curves and the reliability diagram for each variant.
+
+    ``references`` (label -> probabilities on the same rows: the baselines, the champion)
+    are drawn dashed on the ROC plot beside the variants.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -34,9 +39,12 @@ def plots(y: Any, probabilities: dict[str, Any]) -> dict[str, bytes]:
     for variant, p in probabilities.items():
         pts = roc_points(y, p)
         ax.plot(pts["fpr"], pts["tpr"], label=variant)
+    for label, p in (references or {}).items():
+        pts = roc_points(y, p)
+        ax.plot(pts["fpr"], pts["tpr"], "--", lw=1.2, label=label)
     ax.plot([0, 1], [0, 1], "k:", lw=1)
     ax.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC (test rows)")
-    ax.legend(loc="lower right")
+    ax.legend(loc="lower right", fontsize=7)
     out["roc.png"] = _png(fig)
     fig, ax = plt.subplots(figsize=(4.5, 4.5), dpi=100)
     for variant, p in probabilities.items():
@@ -118,6 +126,8 @@ def render_markdown(card: dict[str, Any]) -> str:
         _gate_section(card["gate"]),
         "## Comparison with the champion",
         _champion_section(card),
+        "## Baselines (scikit-learn, same rows and features)",
+        _baselines_section(card),
         "## Fairness",
         _fairness_section(card["fairness"]),
         "## Intended use", card["intended_use"],
@@ -130,12 +140,15 @@ def render_markdown(card: dict[str, Any]) -> str:
         "## Metrics on held-out test rows",
         _table(["variant", *metric_names], metric_rows),
         "## Size and latency (ONNX Runtime, CPU, 1 thread)" if timed else "## Size",
+        _variants_line(card),
         _table(perf_head, perf_rows) + ("" if timed else
                                         "\n\nLatency is measured per run: see the "
                                         "materialization's metadata in the Dagster UI."),
         "## Training",
-        f"Best epoch {t['best_epoch']} of {t['epochs_run']} (early stopping, patience "
-        f"{t['patience']}), device `{t['device']}`, hidden layers {t['hidden']}.",
+        f"Architecture `{t.get('architecture', 'mlp')}`"
+        + (f", hidden layers {t['hidden']}" if t.get("hidden") else "")
+        + f"; best epoch {t['best_epoch']} of {t['epochs_run']} (early stopping, patience "
+        f"{t['patience']}), device `{t['device']}`.",
         "## Plots",
         "ROC curve and calibration plot: see the HTML card (`card.html`).",
         "## Lineage",
@@ -167,6 +180,41 @@ def _champion_section(card: dict[str, Any]) -> str:
     return (f"Champion: registry version {champion['version']} "
             f"(`{champion['trained_weights'][:19]}…`), scored on the same test rows.\n\n"
             + _table(["metric", "candidate", "champion", "difference"], rows))
+
+
+def _variants_line(card: dict[str, Any]) -> str:
+    line = "Variants: published " + ", ".join(f"`{v}`" for v in card["variants"]) + "."
+    dropped = card.get("dropped_variants") or {}
+    if dropped:
+        line += " Dropped (served as `fp32`): " + "; ".join(
+            f"`{v}` ({reason})" for v, reason in dropped.items()) + "."
+    return line
+
+
+def _baselines_section(card: dict[str, Any]) -> str:
+    baselines = card.get("baselines") or {}
+    if not baselines:
+        return "No baselines were scored."
+    names = ["roc_auc", "accuracy", "f1", "log_loss", "brier", "ece"]
+    # Fit seconds are a fact of the run: only the card shown for a run has them.
+    timed = all("fit_seconds" in b for b in baselines.values())
+    rows = [["candidate (fp32)", *(card["variants"]["fp32"]["metrics"][m] for m in names),
+             *(["—"] if timed else [])]]
+    champion = card.get("champion")
+    if champion and champion.get("metrics"):
+        rows.append([f"champion v{champion['version']}",
+                     *(champion["metrics"][m] for m in names), *(["—"] if timed else [])])
+    rows += [[b["title"], *(b["metrics"][m] for m in names),
+              *([f"{b['fit_seconds']:.2f}"] if timed else [])] for b in baselines.values()]
+    best = max(baselines.values(), key=lambda b: b["metrics"]["roc_auc"])
+    lift = card["variants"]["fp32"]["metrics"]["roc_auc"] - best["metrics"]["roc_auc"]
+    settings = "\n".join(f"- {b['title']}: {b['settings']}." for b in baselines.values())
+    return (_table(["model", *names, *(["fit seconds"] if timed else [])], rows)
+            + f"\n\nThe candidate's ROC AUC lift over the best baseline ({best['title']}): "
+              f"{lift:+.4f}. Both are fitted on the training rows alone; ROC curves: "
+              "`roc.png`.\n\n" + settings
+            + ("" if timed else "\n\nFit times are measured per run: see the "
+                                "materialization's metadata."))
 
 
 def _fairness_section(fairness: dict[str, Any]) -> str:

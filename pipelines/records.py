@@ -82,6 +82,7 @@ class DeploymentOutcome:
     history_entry: int
     role: str | None = None  # stable | canary, unless rejected
     edge_bundle: str | None = None
+    edge_variant: str | None = None  # the variant in the edge bundle (int8, fp16 or fp32)
     edge_bytes: int | None = None
     reason: str | None = None  # why the gate rejected it
     repaired: str | None = None  # what a killed earlier run had left out of line

@@ -23,6 +23,7 @@ from pipelines.targets import (
     check_edge,
     edge_files,
     edge_folder,
+    edge_variant,
     publish_edge,
     remove_edge_files,
 )
@@ -126,8 +127,9 @@ def _repair_edge(store: ArtifactStore, model_name: str, state: deploy.Deployment
             files = edge_files(store, model_name, model)
         except ArtifactNotFound:
             report.problems.append(
-                f"edge bundle v{version} ({role}) cannot be re-published: its int8 model "
-                f"{model.variants['int8'].content_hash} is missing from the store; "
+                f"edge bundle v{version} ({role}) cannot be re-published: its "
+                f"{edge_variant(model)} model "
+                f"{model.variants[edge_variant(model)].content_hash} is missing from the store; "
                 "make rollback, or make reproduce and redeploy")
             continue
         problems, temps = check_edge(target, model_name, version, files)

@@ -237,13 +237,16 @@ class FairnessLimitSpec(_Strict):
 
 
 class GateSpec(_Strict):
-    """The deploy gate: quality floors, tolerances against the champion, fairness limits."""
+    """The deploy gate: quality floors, tolerances, fairness limits, lift over baselines."""
 
     min_metrics: dict[Metric, float] = Field(default_factory=lambda: {"roc_auc": 0.6})
     max_metrics: dict[Metric, float] = Field(default_factory=dict)
     tolerances: dict[Metric, Annotated[float, Field(ge=0.0)]] = Field(
         default_factory=lambda: {"roc_auc": 0.01, "log_loss": 0.02})
     fairness: dict[FairnessMetric, FairnessLimitSpec] = Field(default_factory=dict)
+    # The least the candidate must beat the best scikit-learn baseline by, per metric (in
+    # the metric's better direction; negative allows a shortfall); empty: not judged.
+    min_lift_over_baseline: dict[Metric, float] = Field(default_factory=dict)
     min_group_size: int = Field(30, ge=1)
     bootstrap: int = Field(200, ge=0)
     seed: int = 0

@@ -1,9 +1,12 @@
 """Deploy targets: what a deployment entry names, and the edge bundle.
 
 Serving reads models from the artifact store by content hash and checks their sha256
-(recorded here) before it swaps them in. The edge target gets one self-contained int8
-bundle per version: the ONNX model (it takes raw records: preprocessing is inside the
-graph) and a small manifest with its sha256 and size; nothing else. ``check_edge`` says
+(recorded here) before it swaps them in. A model's variants are those the quantized_weights
+stage published (fp32 always; int8 and fp16 when they earned their place). The edge target
+gets one self-contained bundle per version: int8 when published, else the smallest published
+variant's ONNX model
+(``model_<variant>.onnx``; it takes raw records: preprocessing is inside the graph) and a
+small manifest naming the variant, with its sha256 and size; nothing else. ``check_edge`` says
 what in a published folder differs from the bundle, so a cut-off publication is found
 and written again (``pipelines.repair``).
 """
@@ -15,15 +18,22 @@ import json
 import uuid
 from typing import Any
 
-from pipelines.deploy import DeployedModel, ModelInputs, VariantFile
+from pipelines.deploy import VARIANTS, DeployedModel, ModelInputs, VariantFile
 from pipelines.store import ArtifactStore, is_temp
 
-EDGE_MODEL = "model_int8.onnx"
 EDGE_MANIFEST = "manifest.json"
 
 
+def variant_file(variant: str) -> str:
+    """A variant's file name, in the quantized_weights manifest and in an edge bundle."""
+    return f"model_{variant}.onnx"
+
+
+EDGE_MODEL = variant_file("int8")  # the edge file of entries recorded before edge_variant
+
+
 class EdgeBundleTooLarge(ValueError):
-    """The int8 bundle exceeds the spec's ``deployment.edge.max_bytes``."""
+    """The edge bundle exceeds the spec's ``deployment.edge.max_bytes``."""
 
 
 def gate_verdict(store: ArtifactStore, model_card: str) -> dict[str, Any]:
@@ -36,11 +46,17 @@ def gate_verdict(store: ArtifactStore, model_card: str) -> dict[str, Any]:
 
 def model_entry(store: ArtifactStore, *, version: int | None, trained_weights: str,
                 quantized_weights: str, model_card: str) -> DeployedModel:
-    """The model as the deployment history records it: lineage and per-variant files."""
+    """The model as the deployment history records it: lineage and per-variant files.
+
+    Only the published variants are recorded (a dropped one has no file), with the edge
+    bundle's variant.
+    """
     manifest = store.get_manifest(quantized_weights)
     variants = {}
-    for name in ("fp32", "int8", "fp16"):
-        content = manifest.files[f"model_{name}.onnx"]
+    for name in VARIANTS:
+        content = manifest.files.get(variant_file(name))
+        if content is None:  # dropped by the quantized_weights stage
+            continue
         data = store.get_bytes(content)
         variants[name] = VariantFile(content_hash=content,
                                      sha256=hashlib.sha256(data).hexdigest(), bytes=len(data))
@@ -50,18 +66,44 @@ def model_entry(store: ArtifactStore, *, version: int | None, trained_weights: s
                          preprocess=manifest.files["preprocess.json"],
                          inputs=ModelInputs(numeric=tuple(preprocess["numeric"]),
                                             categorical=tuple(preprocess["categorical"])),
-                         variants=variants)
+                         variants=variants, edge_variant=choose_edge_variant(variants))
+
+
+def choose_edge_variant(variants: dict[str, VariantFile]) -> str:
+    """The edge bundle's variant: int8 when published, else the smallest published one.
+
+    A published int8 passed its tolerance and is smaller than fp32, and CPUs run it natively.
+    """
+    return "int8" if "int8" in variants else smallest_variant(variants)
+
+
+def smallest_variant(variants: dict[str, VariantFile]) -> str:
+    """The published variant with the fewest bytes (ties: fp32, then int8, then fp16)."""
+    return min(variants, key=lambda name: (variants[name].bytes, VARIANTS.index(name)))
+
+
+def edge_variant(model: DeployedModel) -> str:
+    """The variant in a model's edge bundle.
+
+    As recorded, else (entries from before variants could be dropped) int8.
+    """
+    if model.edge_variant is not None:
+        return model.edge_variant
+    return choose_edge_variant(model.variants)
 
 
 def edge_files(store: ArtifactStore, model_name: str, model: DeployedModel) -> dict[str, bytes]:
-    """The bundle's files (the int8 model and its manifest), byte for byte reproducible."""
-    data = store.get_bytes(model.variants["int8"].content_hash)
-    manifest = {"model": model_name, "version": model.version, "file": EDGE_MODEL,
-                "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data),
+    """The bundle's files (the edge variant's model, its manifest), byte for byte the same."""
+    variant = edge_variant(model)
+    data = store.get_bytes(model.variants[variant].content_hash)
+    name = variant_file(variant)
+    manifest = {"model": model_name, "version": model.version, "file": name,
+                "variant": variant, "sha256": hashlib.sha256(data).hexdigest(),
+                "bytes": len(data),
                 "inputs": model.inputs.to_json(), "output": "probability of the positive class",
                 "trained_weights": model.trained_weights}
     body = json.dumps(manifest, indent=2, sort_keys=True).encode()
-    return {EDGE_MODEL: data, EDGE_MANIFEST: body}
+    return {name: data, EDGE_MANIFEST: body}
 
 
 def edge_bundle(store: ArtifactStore, model_name: str, model: DeployedModel,
@@ -139,7 +181,7 @@ def publish_edge(target: str, model_name: str, version: int | None,
     fs, folder = _edge_fs(target, model_name, version)
     fs.makedirs(folder, exist_ok=True)
     # The manifest last: a device that sees it can trust the model file is complete.
-    for name in (EDGE_MODEL, EDGE_MANIFEST):
+    for name in [*(n for n in files if n != EDGE_MANIFEST), EDGE_MANIFEST]:
         tmp = f"{folder}/.{name}.tmp-{uuid.uuid4().hex}"
         fs.pipe_file(tmp, files[name])
         fs.mv(tmp, f"{folder}/{name}")

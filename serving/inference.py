@@ -85,6 +85,7 @@ async def answer(rt: ModelRuntime, records: list[dict[str, Any]], headers: Mappi
                            [{"field": f"records[{i}]", "error": "non-finite score"}
                             for i in bad[:50]])
     request_id = request_id or headers.get("x-request-id") or uuid.uuid4().hex
+    variant = model.served_variant(variant)  # fp32 when the configured one was not published
     now = time.time()
     assert rt.predlog is not None
     rt.predlog.add([

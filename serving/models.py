@@ -17,6 +17,8 @@ import numpy as np
 from pipelines.deploy import DeployedModel
 from pipelines.store import ArtifactStore
 
+FALLBACK = "fp32"  # every deployed version has it: it is the model, checked against torch
+
 
 class ModelLoadError(RuntimeError):
     """A deployed model that cannot be served (missing, corrupted or failing to run)."""
@@ -30,6 +32,13 @@ class LoadedModel:
     categorical: list[str]
     sessions: dict[str, Any]
     loaded_at: float = field(default_factory=time.time)
+    # Variants serving asks for that this version did not publish (the quantized_weights
+    # stage dropped them), and the variant that serves their traffic instead (fp32).
+    fallbacks: dict[str, str] = field(default_factory=dict)
+
+    def served_variant(self, variant: str) -> str:
+        """The variant that answers traffic configured for ``variant``."""
+        return self.fallbacks.get(variant, variant)
 
     @property
     def columns(self) -> list[str]:
@@ -52,7 +61,7 @@ class LoadedModel:
         return feeds
 
     def run(self, variant: str, feeds: dict[str, np.ndarray]) -> np.ndarray:
-        sess = self.sessions[variant]
+        sess = self.sessions[self.served_variant(variant)]
         names = {i.name for i in sess.get_inputs()}
         out = sess.run(None, {k: v for k, v in feeds.items() if k in names})[0]
         return np.asarray(out, dtype="float64").reshape(-1)
@@ -62,13 +71,18 @@ def load_model(store: ArtifactStore, entry: DeployedModel, variants: set[str],
                threads: int = 1) -> LoadedModel:
     """Load, verify and warm up the variants of one deployed model.
 
+    A variant the version did not publish (dropped for its parity tolerance or size) is
+    served by fp32: its traffic goes there (``LoadedModel.fallbacks``).
+
     Raises:
         ModelLoadError: naming the version, variant and what is wrong.
     """
     from pipelines.quantize import session
 
+    fallbacks = {v: FALLBACK for v in variants
+                 if v not in entry.variants and FALLBACK in entry.variants}
     sessions = {}
-    for variant in sorted(variants):
+    for variant in sorted({fallbacks.get(v, v) for v in variants}):
         spec = entry.variants.get(variant)
         if spec is None:
             raise ModelLoadError(f"version {entry.version} has no {variant} variant; serving "
@@ -91,7 +105,8 @@ def load_model(store: ArtifactStore, entry: DeployedModel, variants: set[str],
                                  f"load it: {exc}") from exc
     model = LoadedModel(version=entry.version, trained_weights=entry.trained_weights,
                         numeric=list(entry.inputs.numeric),
-                        categorical=list(entry.inputs.categorical), sessions=sessions)
+                        categorical=list(entry.inputs.categorical), sessions=sessions,
+                        fallbacks=fallbacks)
     warm = model.feeds([{}])
     for variant in sessions:
         try:

@@ -45,6 +45,17 @@ class Routing:
     canary: LoadedModel | None
 
 
+@dataclass(frozen=True)
+class VariantFallback:
+    """Traffic of one priority whose configured variant a serving version did not publish."""
+
+    role: str  # "stable" or "canary"
+    version: int | None
+    priority: str  # a key of serving.variants: "high" or "normal"
+    configured: str  # the variant serving.variants names, e.g. "int8"
+    served: str  # the variant that answers instead: "fp32"
+
+
 @dataclass
 class Shared:
     """What every model's runtime uses: the store, metrics, worker threads, shared counters."""
@@ -160,6 +171,10 @@ class ModelRuntime:
         self.last_reload = ReloadOutcome("ok", head.seq, time.time(),
                                          round(time.perf_counter() - start, 4))
         LOG.info("%s: serving entry %s: %s", self.name, head.seq, self.serving_label())
+        for fallback in self.fallbacks():
+            LOG.warning("%s: version %s (%s) did not publish %s; its %s traffic is served by %s",
+                        self.name, fallback.version, fallback.role, fallback.configured,
+                        fallback.priority, fallback.served)
         if head.previous is not None:  # warm spare for a rollback; its failure is not fatal
             try:
                 await self._load(head.previous)
@@ -183,6 +198,25 @@ class ModelRuntime:
             self.models[tw] = await loop.run_in_executor(
                 self.shared.executor, load_model, self.shared.store, entry, self.variants)
         return self.models[tw]
+
+    def fallbacks(self) -> list[VariantFallback]:
+        """Traffic whose configured variant a serving version did not publish.
+
+        Each names the priority (``serving.variants``), the configured variant and the one
+        that serves it instead.
+        """
+        r = self.routing
+        if r is None:
+            return []
+        out = []
+        for role, model in (("stable", r.stable), ("canary", r.canary)):
+            if model is None:
+                continue
+            for priority, variant in sorted(self.config.serving.variants.items()):
+                served = model.served_variant(variant)
+                if served != variant:
+                    out.append(VariantFallback(role, model.version, priority, variant, served))
+        return out
 
     def serving_label(self) -> str:
         r = self.routing
@@ -244,5 +278,7 @@ class ModelRuntime:
             "canary": r.canary.version if r and r.canary else None,
             "warm_versions": sorted(str(m.version) for m in self.models.values()),
             "last_reload": self.last_reload.to_dict(),
+            # e.g. normal traffic configured for int8, which this version dropped -> fp32
+            "variant_fallbacks": [asdict(f) for f in self.fallbacks()],
             "batching": self.shared.batching,
         }

@@ -23,6 +23,7 @@ from pipelines.store import ArtifactStore
 from pipelines.targets import (
     edge_bundle,
     edge_folder,
+    edge_variant,
     gate_verdict,
     model_entry,
     publish_edge,
@@ -56,6 +57,7 @@ class PublishResult:
     role: Role | None = None
     edge: str | None = None
     edge_bytes: int | None = None
+    edge_variant: str | None = None  # the variant in the edge bundle (smallest published)
     aliases: dict[str, int | None] | None = None  # MLflow aliases, when this step set them
     reason: str | None = None
     lakefs_tag: LakefsTag | None = None
@@ -89,7 +91,7 @@ def publish(spec: DatasetSpec, store: ArtifactStore, *, tracking_uri: str, train
             tag = _tag(store, spec.name, model.version, actor, trained_weights, say)
             return PublishResult("unchanged", model.version, state, repaired, role=role,
                                  edge=edge_folder(target, spec.name, model.version),
-                                 lakefs_tag=tag)
+                                 edge_variant=edge_variant(model), lakefs_tag=tag)
     from pipelines.tracking import find_version
 
     version = find_version(tracking_uri, spec.name, trained_weights)
@@ -115,10 +117,13 @@ def publish(spec: DatasetSpec, store: ArtifactStore, *, tracking_uri: str, train
         aliases = deploy.sync_aliases(store, tracking_uri, spec.name)
     role: Role = ("canary" if state.canary and state.canary.trained_weights == trained_weights
                   else "stable")
-    say(f"version {version}: {outcome} as {role}; edge bundle at {edge}")
+    dropped = sorted(set(deploy.VARIANTS) - set(candidate.variants))
+    say(f"version {version}: {outcome} as {role}; edge bundle ({edge_variant(candidate)}) at "
+        f"{edge}" + (f"; variants not published: {', '.join(dropped)}" if dropped else ""))
     tag = _tag(store, spec.name, version, actor, trained_weights, say)
     return PublishResult(outcome, version, state, repaired, role=role, edge=edge,
-                         edge_bytes=sum(len(v) for v in files.values()), aliases=aliases,
+                         edge_bytes=sum(len(v) for v in files.values()),
+                         edge_variant=edge_variant(candidate), aliases=aliases,
                          lakefs_tag=tag)
 
 

@@ -1,17 +1,36 @@
-"""quantized_weights: fp32, int8 (static QDQ) and fp16 variants, each checked for parity."""
+"""quantized_weights: fp32, int8 (static QDQ) and fp16 variants, each checked for parity.
+
+fp32 is the model: it must match torch, and a mismatch fails the stage. A quantized variant
+is published only when it earns its place: within its parity tolerance of fp32 and (int8)
+smaller than fp32. Otherwise it is dropped, with the reason in the stage's info
+(``dropped``) and metadata (``dropped_variants``), and the run goes on with the variants
+that passed: a variant never fails the run or blocks deployment of fp32.
+"""
 
 from __future__ import annotations
 
 import json
 
-from pipelines.artifacts import StageFailure, StageResult, read_file, read_frame
+from pipelines.artifacts import StageResult, read_file, read_frame
 from pipelines.export import export_predictor
 from pipelines.features import SPLIT_COLUMN, onnx_feeds
 from pipelines.hashing import canonical_json
-from pipelines.quantize import ParityError, check_parity, parity, predict, quantize_int8, session
+from pipelines.quantize import Parity, parity, predict, quantize_int8, session
 from pipelines.spec import DatasetSpec
 from pipelines.store import ArtifactStore, Manifest
 from pipelines.training import load_weights
+
+
+def drop_reason(result: Parity, size: int, fp32_size: int) -> str | None:
+    """Why a quantized variant is not published, or ``None`` when it earns its place."""
+    if not result.ok:
+        return (f"{result.variant}: max |Δp| {result.max_abs_diff:.4g} over tolerance "
+                f"{result.tolerance:g} (quantization.{result.variant}_tolerance) on "
+                f"{result.rows} held-out rows")
+    if result.variant == "int8" and size >= fp32_size:
+        return (f"int8: {size / 1000:.1f} kB is not smaller than fp32's "
+                f"{fp32_size / 1000:.1f} kB")
+    return None
 
 
 def build_variants(spec: DatasetSpec, store: ArtifactStore, features: Manifest,
@@ -25,26 +44,30 @@ def build_variants(spec: DatasetSpec, store: ArtifactStore, features: Manifest,
     train_rows = frame[frame[SPLIT_COLUMN] == "train"]
     calibration = train_rows.sample(n=min(cfg.calibration_rows, len(train_rows)),
                                     random_state=0)
-    int8 = quantize_int8(fp32, onnx_feeds(calibration, params))
-    fp16 = export_predictor(model, params, precision="fp16")
+    candidates = {"int8": quantize_int8(fp32, onnx_feeds(calibration, params)),
+                  "fp16": export_predictor(model, params, precision="fp16")}
+    tolerances = {"int8": cfg.int8_tolerance, "fp16": cfg.fp16_tolerance}
     test_feeds = onnx_feeds(frame[frame[SPLIT_COLUMN] == "test"], params)
     reference = predict(session(fp32), test_feeds)
-    results = [parity("int8", reference, predict(session(int8), test_feeds), cfg.int8_tolerance),
-               parity("fp16", reference, predict(session(fp16), test_feeds), cfg.fp16_tolerance)]
+    results = {name: parity(name, reference, predict(session(data), test_feeds),
+                            tolerances[name]) for name, data in candidates.items()}
     report = {p.variant: {"max_abs_diff": p.max_abs_diff, "mean_abs_diff": p.mean_abs_diff,
-                          "tolerance": p.tolerance, "rows": p.rows} for p in results}
-    try:
-        check_parity(results)
-    except ParityError as exc:
-        raise StageFailure(f"quantized variants rejected: {exc}") from exc
-    sizes = {"fp32": len(fp32), "int8": len(int8), "fp16": len(fp16)}
+                          "tolerance": p.tolerance, "rows": p.rows} for p in results.values()}
+    sizes = {"fp32": len(fp32)} | {name: len(data) for name, data in candidates.items()}
+    dropped = {name: reason for name, p in results.items()
+               if (reason := drop_reason(p, sizes[name], sizes["fp32"])) is not None}
+    published = ["fp32", *(name for name in candidates if name not in dropped)]
+    files = {f"model_{name}.onnx": data for name, data in candidates.items()
+             if name not in dropped}
     return StageResult(
         kind="quantized_weights",
-        files={"model_fp32.onnx": fp32, "model_int8.onnx": int8, "model_fp16.onnx": fp16,
-               "preprocess.json": canonical_json(params), "parity.json": canonical_json(report)},
-        info={"tolerances": {"int8": cfg.int8_tolerance, "fp16": cfg.fp16_tolerance}},
-        metadata={"bytes": sizes,
+        files={"model_fp32.onnx": fp32, **files, "preprocess.json": canonical_json(params),
+               "parity.json": canonical_json(report)},
+        info={"tolerances": tolerances, "published": published, "dropped": dropped},
+        metadata={"bytes": sizes, "published_variants": published,
+                  "dropped_variants": dropped,
                   "int8_max_abs_diff": round(report["int8"]["max_abs_diff"], 6),
                   "fp16_max_abs_diff": round(report["fp16"]["max_abs_diff"], 6),
-                  "int8_size_ratio": round(sizes["fp32"] / sizes["int8"], 3)},
+                  # int8 bytes ÷ fp32 bytes: below 1 when int8 is smaller.
+                  "int8_size_ratio": round(sizes["int8"] / sizes["fp32"], 3)},
     )

@@ -110,3 +110,47 @@ def test_schema_change_cannot_pass_silently(tmp_path, home, adult_sample, chain_
     assert meta["gate"] == "blocked"
     rules = [r["rule"] for r in card_json(chain, meta)["gate"]["rules"] if not r["passed"]]
     assert any("capital-gain" in r for r in rules), rules
+
+
+def test_baselines_on_the_card_and_the_lift_rule(tmp_path, home, adult_sample, chain_factory):
+    """Every card scores the scikit-learn baselines on its rows; the lift rule can block."""
+    import yaml
+
+    source = tmp_path / "adult.csv"
+    source.write_bytes(adult_sample.read_bytes())
+    spec = fast_adult_spec(tmp_path, source, gate=GATE | {"min_lift_over_baseline":
+                                                          {"roc_auc": -0.5}})
+    chain = chain_factory(spec)
+    first = materializations(chain.run())
+    assert first["model_card"]["gate"] == "passed"
+    card = card_json(chain, first["model_card"])
+    assert set(card["baselines"]) == {"logistic_regression", "hist_gradient_boosting"}
+    for name, baseline in card["baselines"].items():
+        assert baseline["metrics"]["rows"] == card["variants"]["fp32"]["metrics"]["rows"]
+        assert baseline["metrics"]["roc_auc"] > 0.8, name
+        assert "fit_seconds" not in baseline, "run facts stay out of the stored card"
+        assert first["model_card"]["baselines"][name]["fit_seconds"] >= 0
+    [lift] = [r for r in card["gate"]["rules"] if "best baseline" in r["rule"]]
+    best = max(b["metrics"]["roc_auc"] for b in card["baselines"].values())
+    assert lift["passed"] and lift["value"] == pytest.approx(
+        card["variants"]["fp32"]["metrics"]["roc_auc"] - best)
+    files = chain.store().get_manifest(first["model_card"]["content_hash"]).files
+    md = chain.store().get_bytes(files["card.md"]).decode()
+    assert "| histogram gradient boosting |" in md and "| logistic regression |" in md
+    assert "Variants: published `fp32`" in md and "Architecture `" in md
+
+    # A lift no model can reach blocks it; only the card re-keys (no stage retrains).
+    raw = yaml.safe_load(spec.read_text())
+    raw["gate"]["min_lift_over_baseline"] = {"roc_auc": 0.2}
+    spec.write_text(yaml.safe_dump(raw, sort_keys=False))
+    second = chain.run()
+    meta = materializations(second)
+    assert meta["trained_weights"]["cache"] == "hit" and meta["model_card"]["cache"] == "miss"
+    assert meta["model_card"]["gate"] == "blocked" and gate_result(second) == [False]
+    failed = [r["rule"] for r in card_json(chain, meta["model_card"])["gate"]["rules"]
+              if not r["passed"]]
+    assert failed and all("best baseline" in r for r in failed), failed
+    assert champion_version(home, chain) == (1, 1)
+
+    # Memoized with the card: the same inputs again re-train no baseline.
+    assert materializations(chain.run())["model_card"]["cache"] == "hit"

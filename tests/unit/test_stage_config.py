@@ -88,7 +88,8 @@ TABLE = {
         "min_metrics": {"roc_auc": 0.7}, "max_metrics": {"ece": 0.2},
         "tolerances": {"roc_auc": 0.05},
         "fairness": {"demographic_parity_difference": {"absolute": 0.3}},
-        "min_group_size": 50, "bootstrap": 100, "seed": 4}.items()},
+        "min_group_size": 50, "bootstrap": 100, "seed": 4,
+        "min_lift_over_baseline": {"roc_auc": 0.0}}.items()},
     "model_card.intended_use": (_set("model_card.intended_use", "teaching"), {CARD}),
     "model_card.limitations": (_set("model_card.limitations", "small"), {CARD}),
     # Deployment and serving steer where and how models are served: no stage re-keys.
