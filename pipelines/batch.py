@@ -337,7 +337,8 @@ class BatchInputs:
                 ValueError): an unusable table. One line naming the model or file.
         """
         from pipelines import deploy
-        from pipelines.lakefs import LakeFSError, is_lakefs, source_version
+        from pipelines.ingest import table_version
+        from pipelines.lakefs import LakeFSError
 
         batch = spec.deployment.batch
         if batch is None:
@@ -350,15 +351,13 @@ class BatchInputs:
                              f"with; run {spec.name}_training_job until a model passes the "
                              "gate and is deployed")
         model, fmt = ScoringModel.from_deployed(stable), table_format(batch.source)
-        if is_lakefs(batch.source):
-            client = lakefs_client()
-            try:
-                version = source_version(client, batch.source)
-            except LakeFSError as exc:
-                raise InputError(str(exc), file=batch.source, rule="table exists") from None
-            return cls(model, batch.source, fmt, version.content_key, lakefs=(client, version))
-        path = check_file(Path(batch.source), batch.source)
-        return cls(model, batch.source, fmt, stat_cache.file_hash(path)[0], path=path)
+        try:
+            version = table_version(batch.source, stat_cache, lakefs_client,
+                                    local_path=lambda uri: check_file(Path(uri), uri))
+        except LakeFSError as exc:
+            raise InputError(str(exc), file=batch.source, rule="table exists") from None
+        return cls(model, batch.source, fmt, version.content_hash, path=version.path,
+                   lakefs=version.lakefs)
 
     def score(self, spec: Any, store: Any) -> Any:
         """Score the table (a local copy first for a ``lakefs://`` table)."""

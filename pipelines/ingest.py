@@ -6,9 +6,11 @@ import csv
 import io
 import sqlite3
 from collections import Counter
+from collections.abc import Callable
 from contextlib import closing
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pipelines.hashing import hash_file
 from pipelines.spec import one_line
@@ -76,6 +78,44 @@ class StatCache:
                     (str(path), *key, digest),
                 )
             return digest, False
+
+
+@dataclass(frozen=True)
+class TableVersion:
+    """A table's version, known before any of it is read.
+
+    A local file's content hash (stat-cached), or a ``lakefs://`` object's commit and
+    checksum.
+    """
+
+    content_hash: str
+    path: Path | None = None  # a local file
+    lakefs: tuple[Any, Any] | None = None  # (client, lakefs SourceVersion) of a lakefs:// URI
+
+
+def table_version(uri: str, stat_cache: StatCache, lakefs_client: Callable[[], Any],
+                  local_path: Callable[[str], Path] | None = None) -> TableVersion:
+    """Resolve a table URI to its version.
+
+    Args:
+        uri: A local path (or ``file://``) or a ``lakefs://`` URI.
+        stat_cache: The file-stat cache of content hashes.
+        lakefs_client: Called for a ``lakefs://`` URI; returns the SDK client.
+        local_path: Checks a local URI and returns its path (default
+            :func:`local_source_path`, whose messages name ``source.path``).
+
+    Raises:
+        InputError: a local file that is missing or unusable; LakeFSError: a ``lakefs://``
+            URI that does not resolve.
+    """
+    from pipelines.lakefs import is_lakefs, source_version
+
+    if is_lakefs(uri):
+        client = lakefs_client()
+        version = source_version(client, uri)
+        return TableVersion(version.content_key, lakefs=(client, version))
+    path = (local_path or local_source_path)(uri)
+    return TableVersion(stat_cache.file_hash(path)[0], path=path)
 
 
 def local_source_path(uri: str) -> Path:

@@ -102,6 +102,15 @@ class TargetSpec(_Strict):
                              f"{names}; set it to the class the model predicts")
         return self
 
+    def label_names(self) -> tuple[str, str]:
+        """(positive, negative) labels as predictions name them (service and batch alike).
+
+        The negative label is the other listed class, else ``not <positive>``.
+        """
+        positive = str(self.positive)
+        negative = [str(c) for c in self.classes or [] if str(c) != positive]
+        return positive, negative[0] if len(negative) == 1 else f"not {positive}"
+
 
 class ColumnSpec(_Strict):
     """One feature column.

@@ -61,14 +61,13 @@ class ModelConfig:
 
     @classmethod
     def from_spec(cls, spec: DatasetSpec, path: Path, production_dir: Path) -> ModelConfig:
-        negative = [str(c) for c in spec.target.classes or [] if c != spec.target.positive]
+        positive, negative = spec.target.label_names()
         return cls(
             name=spec.name, spec_path=path, numeric=tuple(spec.numeric_columns),
             categorical=tuple(spec.categorical_columns),
             categories=tuple((c, tuple(s.categories)) for c, s in spec.columns.items()
                              if s.categories is not None),
-            positive_label=str(spec.target.positive),
-            negative_label=negative[0] if len(negative) == 1 else f"not {spec.target.positive}",
+            positive_label=positive, negative_label=negative,
             production_dir=production_dir, serving=spec.serving,
             canary=spec.deployment.canary)
 

@@ -42,13 +42,6 @@ PREVIEW_ROWS = 10
 THRESHOLD = 0.5
 
 
-def label_names(spec: DatasetSpec) -> tuple[str, str]:
-    """(positive, negative) labels, as the inference service names them."""
-    positive = str(spec.target.positive)
-    negative = [str(c) for c in spec.target.classes or [] if str(c) != positive]
-    return positive, negative[0] if len(negative) == 1 else f"not {positive}"
-
-
 def table_source(spec: DatasetSpec, path: Path, file: str, fmt: str) -> TableSource:
     """How to read the table: the spec's ``source`` settings, as for training."""
     src = spec.source
@@ -98,7 +91,7 @@ def score_table(spec: DatasetSpec, store: ArtifactStore, model: ScoringModel,
     fp32, params = _model_files(store, model)
     numeric, categorical = list(params["numeric"]), list(params["categorical"])
     sess = session(fp32, threads=thread_count())
-    labels = label_names(spec)
+    labels = spec.target.label_names()
     before = file_state(source.path)
     rows = scored = positives = chunks = 0
     unusable = Unusable()

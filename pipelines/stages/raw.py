@@ -88,21 +88,16 @@ class SourceInputs:
             InputError: a local source that is missing or unusable (one line).
             LakeFSError: a ``lakefs://`` source that does not resolve.
         """
-        from pipelines.lakefs import is_lakefs, source_version
+        from pipelines.ingest import table_version
 
-        lakefs = None
-        if is_lakefs(spec.source.path):
-            client = lakefs_client()
-            version = source_version(client, spec.source.path)
-            lakefs, source_hash = (client, version), version.content_key
-        else:
-            source_hash, _ = stat_cache.file_hash(local_source_path(spec.source.path))
+        version = table_version(spec.source.path, stat_cache, lakefs_client)
         labels = None
         if spec.monitoring.include_labelled_rows:
             from pipelines.production import labels_version
 
             labels = labels_version(production_root, stat_cache)
-        return cls(spec, source_hash, labels, production_root, stat_cache, lakefs)
+        return cls(spec, version.content_hash, labels, production_root, stat_cache,
+                   version.lakefs)
 
     @property
     def inputs(self) -> dict[str, str]:
