@@ -38,17 +38,22 @@ def home(tmp_path, monkeypatch) -> Path:
     return state
 
 
-def write_spec(path: Path, base: str, source: Path, **overrides) -> Path:
-    """Copy a bundled spec with a different source and nested overrides."""
-    spec = yaml.safe_load((REPO / "datasets" / f"{base}.yaml").read_text())
-    spec["source"]["path"] = str(source)
+def override(spec: dict, overrides: dict) -> dict:
+    """Set nested spec fields in place: ``training__epochs=3`` sets ``training.epochs``."""
     for dotted, value in overrides.items():
         node = spec
         *parents, leaf = dotted.split("__")
         for p in parents:
             node = node.setdefault(p, {})
         node[leaf] = value
-    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return spec
+
+
+def write_spec(path: Path, base: str, source: Path, **overrides) -> Path:
+    """Copy a bundled spec with a different source and nested overrides."""
+    spec = yaml.safe_load((REPO / "datasets" / f"{base}.yaml").read_text())
+    spec["source"]["path"] = str(source)
+    path.write_text(yaml.safe_dump(override(spec, overrides), sort_keys=False))
     return path
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import yaml
 
-from tests.conftest import REPO, Chain, fast_adult_spec
+from tests.conftest import REPO, Chain, fast_adult_spec, override
 
 LOOSE_GATE = {"min_metrics": {"roc_auc": 0.6}, "tolerances": {"roc_auc": 0.5, "log_loss": 5.0}}
 # The second model of the two-model service: Adult on a few columns.
@@ -75,13 +75,7 @@ class _env:
 def copy_home(trained: Path, dest: Path, **spec_overrides) -> tuple[Path, Path]:
     """A private copy of a trained home, with its spec changed as the test needs."""
     shutil.copytree(trained, dest, ignore=shutil.ignore_patterns("locks"))
-    spec = yaml.safe_load((dest / "spec.yaml").read_text())
-    for dotted, value in spec_overrides.items():
-        node = spec
-        *parents, leaf = dotted.split("__")
-        for p in parents:
-            node = node.setdefault(p, {})
-        node[leaf] = value
+    spec = override(yaml.safe_load((dest / "spec.yaml").read_text()), spec_overrides)
     path = dest / "spec.yaml"
     path.write_text(yaml.safe_dump(spec, sort_keys=False))
     return dest, path

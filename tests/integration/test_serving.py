@@ -17,7 +17,7 @@ import yaml
 
 from pipelines import deploy
 from pipelines.store import ArtifactStore
-from tests.conftest import REPO
+from tests.conftest import REPO, override
 from tests.serving_support import (
     Service,
     add_small_model,
@@ -46,13 +46,7 @@ def copy_models(two_models, dest, **spec_overrides):
     home, datasets = two_models
     shutil.copytree(datasets, dest / "datasets")
     for path in (dest / "datasets").glob("*.yaml"):
-        spec = yaml.safe_load(path.read_text())
-        for dotted, value in spec_overrides.items():
-            node = spec
-            *parents, leaf = dotted.split("__")
-            for p in parents:
-                node = node.setdefault(p, {})
-            node[leaf] = value
+        spec = override(yaml.safe_load(path.read_text()), spec_overrides)
         path.write_text(yaml.safe_dump(spec, sort_keys=False))
     shutil.copytree(home, dest / "home", ignore=shutil.ignore_patterns("locks"))
     return dest / "home", dest / "datasets"

@@ -12,6 +12,7 @@ from pipelines.artifacts import StageFailure, StageResult, save_result
 from pipelines.hashing import canonical_json
 from pipelines.spec import DatasetSpec
 from pipelines.store import ArtifactStore
+from tests.conftest import override
 
 PARAMS = {"numeric": {"age": {"median": 40.0, "mean": 41.0, "scale": 12.0},
                       "hours": {"median": 38.0, "mean": 40.0, "scale": 9.0}},
@@ -37,13 +38,7 @@ def _spec(tmp_path, **over) -> DatasetSpec:
            "columns": {"age": {"type": "numeric"}, "hours": {"type": "numeric"},
                        "color": {"type": "categorical"}},
            "validation": {"max_failed_fraction": 0.2}}
-    for dotted, value in over.items():
-        node = raw
-        *parents, leaf = dotted.split("__")
-        for p in parents:
-            node = node.setdefault(p, {})
-        node[leaf] = value
-    return DatasetSpec.model_validate(raw)
+    return DatasetSpec.model_validate(override(raw, over))
 
 
 @pytest.fixture
