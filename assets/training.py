@@ -1,5 +1,6 @@
 """trained_weights: Optuna search, the final PyTorch fit, MLflow run and registry version."""
 
+import traceback
 from pathlib import Path
 
 import dagster as dg
@@ -7,6 +8,7 @@ import dagster as dg
 from assets.memo import materialize_stage
 from assets.naming import ins, key
 from pipelines.devices import training_device
+from pipelines.model_ref import ModelCodeError
 from pipelines.recipe import thread_count
 from pipelines.spec import DatasetSpec
 from pipelines.stages.training import LoggedTraining
@@ -43,12 +45,17 @@ def build_trained_weights(spec: DatasetSpec) -> dg.AssetsDefinition:
             checkpoint_dir=lambda recipe: Path(store.checkpoint_dir("trained_weights", recipe)),
             device=device, threads=thread_count(), tags={"dagster_run_id": context.run_id},
             say=context.log.info)
-        yield from materialize_stage(
-            context, asset="trained_weights", model=spec.name, store=st,
-            modules=("pipelines.stages.training",),
-            config=spec.stage_config("trained_weights") | {"device": device},
-            inputs={"validated_features": validated_features.content_hash},
-            compute=training.compute, on_saved=training.register,
-        )
+        try:
+            yield from materialize_stage(
+                context, asset="trained_weights", model=spec.name, store=st,
+                modules=("pipelines.stages.training",),
+                config=spec.stage_config("trained_weights") | {"device": device},
+                inputs={"validated_features": validated_features.content_hash},
+                compute=training.compute, on_saved=training.register,
+            )
+        except ModelCodeError as exc:
+            # The user's model code: its traceback goes to the log, the one line to the UI.
+            context.log.error("".join(traceback.format_exception(exc.__cause__ or exc)))
+            raise dg.Failure(description=str(exc)) from None
 
     return trained_weights

@@ -77,8 +77,8 @@ def export_predictor(model: torch.nn.Module, params: dict[str, Any],
                      precision: str = "fp32") -> bytes:
     """Serialise the predictor with its preprocessing as one self-contained ONNX model.
 
-    With ``precision="fp16"`` the embeddings and layers run in half precision while
-    imputation and scaling stay in fp32: raw values such as 99,999 overflow fp16.
+    With ``precision="fp16"`` the network after the preprocessing runs in half precision
+    while imputation and scaling stay in fp32: raw values such as 99,999 overflow fp16.
     """
     import copy
 
@@ -87,8 +87,7 @@ def export_predictor(model: torch.nn.Module, params: dict[str, Any],
 
     if precision == "fp16":
         model = copy.deepcopy(model)
-        model.mlp.half()
-        model.embeddings.half()
+        model.body.half()
     n_num, vocabs = len(params["numeric"]), params["categorical"]
     net = _network_proto(model, n_num, len(vocabs))
     if vocabs:

@@ -42,7 +42,7 @@ TRANSPORT_MODULES = frozenset({
     "pipelines.tracking", "pipelines.verify", "pipelines.stages.deployment",
 })
 KEYED_MODULES = frozenset({
-    "pipelines.baselines",
+    "pipelines.architectures", "pipelines.baselines", "pipelines.model_ref",
     "pipelines", "pipelines.devices", "pipelines.drift", "pipelines.evaluation",
     "pipelines.export", "pipelines.fairness", "pipelines.features", "pipelines.gate",
     "pipelines.hashing", "pipelines.ingest", "pipelines.model_card", "pipelines.production",

@@ -13,7 +13,7 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
@@ -167,7 +167,15 @@ class SplitSpec(_Strict):
         return self
 
 
+ModelParam = bool | int | float | str | list[int] | list[float]
+
+
 class TrainingSpec(_Strict):
+    # A built-in architecture (pipelines.architectures.BUILTIN), a function in a file of
+    # the project ("models/my_net.py:build") or in a module ("package.module:build").
+    model: str = Field(default_factory=lambda: _default_model())
+    # Passed to the model's builder with hidden and dropout.
+    params: dict[str, ModelParam] = Field(default_factory=dict)
     hidden: list[Annotated[int, Field(ge=1)]] = Field(default_factory=lambda: [64, 32])
     dropout: float = Field(0.1, ge=0.0, lt=1.0)
     learning_rate: float = Field(1e-3, gt=0.0)
@@ -177,6 +185,23 @@ class TrainingSpec(_Strict):
     patience: int = Field(5, ge=1)
     seed: int = 0
     reference_rows: int = Field(2000, ge=1)
+
+    @field_validator("model")
+    @classmethod
+    def _model(cls, value: str) -> str:
+        from pipelines.model_ref import ModelRef
+
+        ModelRef.parse(value)
+        return value
+
+    @field_validator("params")
+    @classmethod
+    def _params(cls, value: dict[str, Any]) -> dict[str, Any]:
+        taken = sorted({"hidden", "dropout"} & set(value))
+        if taken:
+            raise ValueError(f"{taken[0]} is a training setting; set training.{taken[0]} "
+                             f"instead of training.params.{taken[0]}")
+        return value
 
 
 class QuantizationSpec(_Strict):
@@ -189,6 +214,8 @@ class RangeSpec(_Strict):
     low: float
     high: float
     log: bool = False
+    # Whole numbers only (a count such as a layer width); search_space.params only.
+    integer: bool = False
 
     @model_validator(mode="after")
     def _check(self) -> RangeSpec:
@@ -201,6 +228,12 @@ class RangeSpec(_Strict):
         return self
 
 
+def _default_model() -> str:
+    from pipelines.model_ref import DEFAULT
+
+    return DEFAULT
+
+
 class SearchSpaceSpec(_Strict):
     """Ranges searched by Optuna; each layer is half the width of the one before."""
 
@@ -210,6 +243,9 @@ class SearchSpaceSpec(_Strict):
     dropout: RangeSpec = RangeSpec(low=0.0, high=0.4)
     weight_decay: RangeSpec = RangeSpec(low=1e-6, high=1e-2, log=True)
     epochs: RangeSpec = RangeSpec(low=10, high=40)
+    # Ranges for the model's own training.params (a user model's, or plr_mlp's
+    # frequency_scale); the value Optuna picks replaces training.params.<name>.
+    params: dict[str, RangeSpec] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _check(self) -> SearchSpaceSpec:
@@ -475,7 +511,11 @@ class DatasetSpec(_Strict):
                 "source": source
             }
         if stage == "trained_weights":
-            return {"training": dump["training"], "tuning": dump["tuning"], "columns": names}
+            from pipelines.model_ref import code_hash
+
+            # A user model's code is part of the recipe: editing its file re-keys training.
+            return {"training": dump["training"], "tuning": dump["tuning"], "columns": names,
+                    "model_code": code_hash(self.training.model)}
         if stage == "quantized_weights":
             return {"quantization": dump["quantization"]}
         if stage == "model_card":

@@ -24,45 +24,55 @@ if TYPE_CHECKING:
 EpochCallback = Callable[[dict[str, Any]], None]
 
 
-def _embedding_dim(cardinality: int) -> int:
-    return int(min(16, max(2, round(1.6 * cardinality**0.56))))
+def model_settings(cfg: TrainingSpec) -> dict[str, Any]:
+    """What the architecture's builder gets: ``training.params`` with ``hidden`` and ``dropout``."""
+    return {"hidden": list(cfg.hidden), "dropout": cfg.dropout} | dict(cfg.params)
 
 
-def build_model(params: dict[str, Any], hidden: list[int], dropout: float) -> torch.nn.Module:
-    """The network with its preprocessing (imputation, scaling, embeddings) inside."""
+def build_model(params: dict[str, Any], model: str = "mlp",
+                settings: dict[str, Any] | None = None) -> torch.nn.Module:
+    """The network ``model`` names, with the preprocessing in front of it.
+
+    Imputation with training medians and standardisation run inside the module, so the
+    exported graph takes raw numbers (see `pipelines.architectures` for the networks).
+
+    Args:
+        params: The fitted preprocessing (`pipelines.features.fit_preprocessing`).
+        model: ``training.model``: a built-in name or the user's ``file.py:function``.
+        settings: The builder's parameters (`model_settings`); ``hidden`` and ``dropout``
+            default to one layer of 32 without dropout.
+    """
     import torch
     from torch import nn
 
-    class TabularNet(nn.Module):
+    from pipelines.architectures import ModelInputs, build
+
+    settings = {"hidden": [32], "dropout": 0.0} | dict(settings or {})
+    body = build(model, ModelInputs.from_preprocessing(params), settings)
+
+    class TabularModel(nn.Module):
         def __init__(self) -> None:
             super().__init__()
             num = params["numeric"]
-            self.n_num = len(num)
             self.register_buffer(
                 "median", torch.tensor([v["median"] for v in num.values()], dtype=torch.float32))
             self.register_buffer(
                 "mean", torch.tensor([v["mean"] for v in num.values()], dtype=torch.float32))
             self.register_buffer(
                 "scale", torch.tensor([v["scale"] for v in num.values()], dtype=torch.float32))
-            cards = [len(v) + 1 for v in params["categorical"].values()]
-            self.embeddings = nn.ModuleList(nn.Embedding(c, _embedding_dim(c)) for c in cards)
-            width = self.n_num + sum(_embedding_dim(c) for c in cards)
-            layers: list[nn.Module] = []
-            for h in hidden:
-                layers += [nn.Linear(width, h), nn.ReLU(), nn.Dropout(dropout)]
-                width = h
-            layers.append(nn.Linear(width, 1))
-            self.mlp = nn.Sequential(*layers)
+            self.body = body
 
         def forward(self, numeric: torch.Tensor, cat: torch.Tensor | None = None) -> torch.Tensor:
             x = torch.where(torch.isnan(numeric), self.median, numeric)
-            parts = [(x - self.mean) / self.scale]
-            if cat is not None:
-                parts += [emb(cat[:, i]) for i, emb in enumerate(self.embeddings)]
-            hidden_in = torch.cat(parts, dim=1).to(self.mlp[0].weight.dtype)
-            return self.mlp(hidden_in).squeeze(-1).float()
+            x = (x - self.mean) / self.scale
+            if not getattr(self.body, "takes_fp32", False):
+                # A network at half precision (the fp16 variant) gets its input in half; a
+                # built-in that says it takes fp32 keeps it (its periodic phases need it).
+                x = x.to(next((p.dtype for p in self.body.parameters()
+                               if p.is_floating_point()), x.dtype))
+            return self.body(x, cat).reshape(-1).float()
 
-    return TabularNet()
+    return TabularModel()
 
 
 def pin_torch(threads: int) -> None:
@@ -134,7 +144,7 @@ def train(
 
     pin_torch(threads)
     torch.manual_seed(cfg.seed)
-    model = build_model(params, cfg.hidden, cfg.dropout).to(device)
+    model = build_model(params, cfg.model, model_settings(cfg)).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate,
                             weight_decay=cfg.weight_decay)
     loss_fn = torch.nn.BCEWithLogitsLoss()
@@ -217,11 +227,11 @@ def weights_bytes(state_dict: dict[str, Any]) -> bytes:
     return save({k: state_dict[k] for k in sorted(state_dict)})
 
 
-def load_weights(data: bytes, params: dict[str, Any], hidden: list[int],
-                 dropout: float) -> torch.nn.Module:
+def load_weights(data: bytes, params: dict[str, Any], model_name: str,
+                 settings: dict[str, Any]) -> torch.nn.Module:
     from safetensors.torch import load
 
-    model = build_model(params, hidden, dropout)
+    model = build_model(params, model_name, settings)
     model.load_state_dict(load(data))
     model.eval()
     return model

@@ -31,6 +31,8 @@ if TYPE_CHECKING:
 HEARTBEAT_S = 5
 GRACE_S = 15
 DONE = ("COMPLETE", "PRUNED")
+# Searched training.params are named params.<name> in the study.
+PARAM_PREFIX = "params."
 
 
 @dataclass
@@ -50,10 +52,11 @@ def trial_config(params: dict[str, Any], base: TrainingSpec) -> TrainingSpec:
     """The training settings a set of searched parameters stands for."""
     width, depth = int(params["width"]), int(params["depth"])
     hidden = [max(2, width // 2**i) for i in range(depth)]
+    own = {k[len(PARAM_PREFIX):]: v for k, v in params.items() if k.startswith(PARAM_PREFIX)}
     return base.model_copy(update={
         "learning_rate": float(params["learning_rate"]), "hidden": hidden,
         "dropout": float(params["dropout"]), "weight_decay": float(params["weight_decay"]),
-        "epochs": int(params["epochs"])})
+        "epochs": int(params["epochs"]), "params": dict(base.params) | own})
 
 
 def _suggest(trial: optuna.Trial, space: SearchSpaceSpec) -> dict[str, Any]:
@@ -64,6 +67,10 @@ def _suggest(trial: optuna.Trial, space: SearchSpaceSpec) -> dict[str, Any]:
     for name in ("width", "depth", "epochs"):
         r = getattr(space, name)
         out[name] = trial.suggest_int(name, int(r.low), int(r.high), log=r.log)
+    for name, r in sorted(space.params.items()):
+        key = PARAM_PREFIX + name
+        out[key] = (trial.suggest_int(key, int(r.low), int(r.high), log=r.log) if r.integer
+                    else trial.suggest_float(key, r.low, r.high, log=r.log))
     return out
 
 

@@ -10,15 +10,18 @@ that passed: a variant never fails the run or blocks deployment of fp32.
 from __future__ import annotations
 
 import json
+import logging
 
 from pipelines.artifacts import StageResult, read_file, read_frame
 from pipelines.export import export_predictor
 from pipelines.features import SPLIT_COLUMN, onnx_feeds
 from pipelines.hashing import canonical_json
 from pipelines.quantize import Parity, parity, predict, quantize_int8, session
-from pipelines.spec import DatasetSpec
+from pipelines.spec import DatasetSpec, one_line
 from pipelines.store import ArtifactStore, Manifest
 from pipelines.training import load_weights
+
+log = logging.getLogger(__name__)
 
 
 def drop_reason(result: Parity, size: int, fp32_size: int) -> str | None:
@@ -39,13 +42,26 @@ def build_variants(spec: DatasetSpec, store: ArtifactStore, features: Manifest,
     frame = read_frame(store, features, "features")
     params = json.loads(read_file(store, weights, "preprocess.json"))
     fp32 = read_file(store, weights, "model_fp32.onnx")
+    settings = weights.info.get("settings") or {"hidden": weights.info["hidden"],
+                                                 "dropout": weights.info["dropout"]}
     model = load_weights(read_file(store, weights, "weights.safetensors"), params,
-                         weights.info["hidden"], weights.info["dropout"])
+                         weights.info.get("architecture", "mlp"), settings)
     train_rows = frame[frame[SPLIT_COLUMN] == "train"]
     calibration = train_rows.sample(n=min(cfg.calibration_rows, len(train_rows)),
                                     random_state=0)
-    candidates = {"int8": quantize_int8(fp32, onnx_feeds(calibration, params)),
-                  "fp16": export_predictor(model, params, precision="fp16")}
+    bounded = bool(getattr(model.body, "bounded_layer_inputs", False))
+    makers = {"int8": lambda: quantize_int8(fp32, onnx_feeds(calibration, params),
+                                            input_layer_fp32=not bounded),
+              "fp16": lambda: export_predictor(model, params, precision="fp16")}
+    candidates: dict[str, bytes] = {}
+    failed: dict[str, str] = {}
+    for name, make in makers.items():
+        try:
+            candidates[name] = make()
+        except Exception as exc:  # a network the converter cannot take (a user's model)
+            log.warning("%s variant of %s failed", name, spec.name, exc_info=True)
+            failed[name] = (f"{name}: conversion failed ({type(exc).__name__}: "
+                            f"{one_line(str(exc))[:200]})")
     tolerances = {"int8": cfg.int8_tolerance, "fp16": cfg.fp16_tolerance}
     test_feeds = onnx_feeds(frame[frame[SPLIT_COLUMN] == "test"], params)
     reference = predict(session(fp32), test_feeds)
@@ -54,8 +70,8 @@ def build_variants(spec: DatasetSpec, store: ArtifactStore, features: Manifest,
     report = {p.variant: {"max_abs_diff": p.max_abs_diff, "mean_abs_diff": p.mean_abs_diff,
                           "tolerance": p.tolerance, "rows": p.rows} for p in results.values()}
     sizes = {"fp32": len(fp32)} | {name: len(data) for name, data in candidates.items()}
-    dropped = {name: reason for name, p in results.items()
-               if (reason := drop_reason(p, sizes[name], sizes["fp32"])) is not None}
+    dropped = failed | {name: reason for name, p in results.items()
+                        if (reason := drop_reason(p, sizes[name], sizes["fp32"])) is not None}
     published = ["fp32", *(name for name in candidates if name not in dropped)]
     files = {f"model_{name}.onnx": data for name, data in candidates.items()
              if name not in dropped}
@@ -66,8 +82,9 @@ def build_variants(spec: DatasetSpec, store: ArtifactStore, features: Manifest,
         info={"tolerances": tolerances, "published": published, "dropped": dropped},
         metadata={"bytes": sizes, "published_variants": published,
                   "dropped_variants": dropped,
-                  "int8_max_abs_diff": round(report["int8"]["max_abs_diff"], 6),
-                  "fp16_max_abs_diff": round(report["fp16"]["max_abs_diff"], 6),
+                  **{f"{name}_max_abs_diff": round(report[name]["max_abs_diff"], 6)
+                     for name in report},
                   # int8 bytes ÷ fp32 bytes: below 1 when int8 is smaller.
-                  "int8_size_ratio": round(sizes["int8"] / sizes["fp32"], 3)},
+                  **({"int8_size_ratio": round(sizes["int8"] / sizes["fp32"], 3)}
+                     if "int8" in sizes else {})},
     )

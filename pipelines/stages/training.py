@@ -19,7 +19,7 @@ from pipelines.hashing import canonical_json
 from pipelines.spec import DatasetSpec, TrainingSpec
 from pipelines.stages.features import load_params
 from pipelines.store import ArtifactStore, Manifest
-from pipelines.training import build_model, pick_device, train, weights_bytes
+from pipelines.training import build_model, model_settings, pick_device, train, weights_bytes
 
 
 def search(spec: DatasetSpec, train_rows: Any, val_rows: Any, params: dict[str, Any], *,
@@ -83,7 +83,7 @@ def build_trained_weights(
                             study_name=study_name, threads=threads, device=device, log=log)
     result = train(train_rows, val_rows, params, cfg, threads=threads, device=device,
                    checkpoint_dir=checkpoint_dir, on_epoch=on_epoch)
-    model = build_model(params, cfg.hidden, cfg.dropout)
+    model = build_model(params, cfg.model, model_settings(cfg))
     model.load_state_dict(result.state_dict)
     model.eval()
     onnx_model = export_predictor(model, params)
@@ -100,7 +100,7 @@ def build_trained_weights(
         "best_val_auc": round(float(best["val_auc"]), 6),
         "device": result.device, "samples_per_second": round(result.samples_per_second, 1),
         "parameters": int(sum(v.numel() for v in result.state_dict.values())),
-        "hidden": cfg.hidden, "learning_rate": cfg.learning_rate,
+        "architecture": cfg.model, "hidden": cfg.hidden, "learning_rate": cfg.learning_rate,
     }
     if study:
         metadata |= {"study": study_name, "trials_complete": study["complete"],
@@ -119,7 +119,8 @@ def build_trained_weights(
                "preprocess.json": canonical_json(params),
                "training.json": canonical_json(summary)},
         frames={"reference": reference},
-        info={"hidden": cfg.hidden, "dropout": cfg.dropout},
+        info={"hidden": cfg.hidden, "dropout": cfg.dropout, "architecture": cfg.model,
+              "settings": model_settings(cfg)},
         metadata=metadata,
     )
 

@@ -28,7 +28,7 @@ def fp32() -> bytes:
     from pipelines.training import build_model
 
     torch.manual_seed(3)
-    model = build_model(PARAMS, [6], 0.0).eval()
+    model = build_model(PARAMS, "mlp", {"hidden": [6], "dropout": 0.0}).eval()
     return export_predictor(model, PARAMS)
 
 

@@ -71,8 +71,9 @@ TABLE = {
     "split.test_fraction": (_set("split.test_fraction", 0.25), {FEAT}),
     "split.validation_fraction": (_set("split.validation_fraction", 0.15), {FEAT}),
     **{f"training.{k}": (_set(f"training.{k}", v), {TRAIN}) for k, v in {
-        "hidden": [32], "dropout": 0.2, "learning_rate": 0.01, "weight_decay": 0.001,
+        "hidden": [32], "dropout": 0.2, "learning_rate": 0.01, "weight_decay": 0.01,
         "epochs": 5, "batch_size": 128, "patience": 2, "seed": 3, "reference_rows": 500,
+        "model": "mlp", "params": {"frequencies": 8},
     }.items()},
     **{f"quantization.{k}": (_set(f"quantization.{k}", v), {QUANT}) for k, v in {
         "calibration_rows": 100, "int8_tolerance": 0.1, "fp16_tolerance": 0.02}.items()},
@@ -83,7 +84,9 @@ TABLE = {
                     "width": {"low": 8, "high": 64, "log": True},
                     "depth": {"low": 1, "high": 4}, "dropout": {"low": 0.0, "high": 0.3},
                     "weight_decay": {"low": 1e-5, "high": 1e-3, "log": True},
-                    "epochs": {"low": 5, "high": 20}}.items()},
+                    "epochs": {"low": 5, "high": 20},
+                    "params": {"frequency_scale": {"low": 0.01, "high": 1.0, "log": True}},
+                    }.items()},
     **{f"gate.{k}": (_set(f"gate.{k}", v), {CARD}) for k, v in {
         "min_metrics": {"roc_auc": 0.7}, "max_metrics": {"ece": 0.2},
         "tolerances": {"roc_auc": 0.05},
