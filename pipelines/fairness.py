@@ -2,6 +2,12 @@
 
 Groups smaller than ``min_group_size`` are reported but left out of the differences that
 the gate judges; bootstrap intervals resample the held-out rows.
+
+Every rate is a ratio of a group's confusion counts, so resampling N rows with
+replacement is the same as drawing the counts of the (group, label, prediction) cells
+from a multinomial with the observed cell frequencies. The bootstrap draws those counts
+directly: one pass over the rows to count, then work that grows with the number of cells
+and draws, not with the rows.
 """
 
 from __future__ import annotations
@@ -57,17 +63,52 @@ def assess(y: np.ndarray, p: np.ndarray, groups: np.ndarray, *, min_group_size: 
         | {"count": int(by_group.loc[g, "count"]), "gated": g in eligible}
         for g in by_group.index}
     differences = _differences(by_group, eligible)
-    samples: dict[str, list[float]] = {k: [] for k in differences}
-    rng = np.random.default_rng(seed)
-    for _ in range(bootstrap):
-        idx = rng.integers(0, len(y), len(y))
-        present = [g for g in eligible if (groups[idx] == g).any()]
-        if len(present) < 2:
-            continue
-        boot = _frame(y[idx], pred[idx], groups[idx]).by_group
-        for k, v in _differences(boot, present).items():
-            samples[k].append(v)
+    samples = _bootstrap(y, pred, groups, eligible, bootstrap, seed)
     intervals = {k: [float(np.percentile(v, 2.5)), float(np.percentile(v, 97.5))]
                  if v else [float("nan"), float("nan")] for k, v in samples.items()}
     return {"groups": out_groups, "differences": differences, "intervals": intervals,
             "min_group_size": min_group_size}
+
+
+def _bootstrap(y: np.ndarray, pred: np.ndarray, groups: np.ndarray, eligible: list[str],
+               draws: int, seed: int) -> dict[str, list[float]]:
+    """Bootstrap samples of the differences over the eligible groups, from cell counts.
+
+    A draw where fewer than two eligible groups are present is skipped, as a row
+    resample without them would be. A rate whose denominator is zero in a draw is 0, as
+    fairlearn reports it.
+    """
+    names = ("demographic_parity_difference", "equalized_odds_difference")
+    samples: dict[str, list[float]] = {k: [] for k in names}
+    if draws <= 0 or len(eligible) < 2:  # no draw would have two groups to compare
+        return samples
+    # Rows of groups too small to be gated still count towards N (they are resampled
+    # too); they share the last group index, which no difference looks at.
+    names_seen, inverse = np.unique(groups, return_inverse=True)
+    position = {g: i for i, g in enumerate(eligible)}
+    lookup = np.array([position.get(g, len(eligible)) for g in names_seen], dtype=np.int64)
+    gid = lookup[inverse]
+    cells = gid * 4 + y * 2 + pred  # (group, label, prediction)
+    k = len(eligible) + 1
+    counts = np.bincount(cells, minlength=4 * k).astype(np.float64)
+    rng = np.random.default_rng(seed)
+    drawn = rng.multinomial(len(y), counts / counts.sum(), size=draws).reshape(draws, k, 4)
+    drawn = drawn[:, : len(eligible), :].astype(np.float64)  # [draws, groups, cell]
+    tn, fp, fn, tp = (drawn[..., c] for c in range(4))  # cell = label * 2 + prediction
+    size = tn + fp + fn + tp
+    present = size > 0
+
+    def rate(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+        return np.divide(num, den, out=np.zeros_like(num), where=den > 0)
+
+    def spread(values: np.ndarray) -> np.ndarray:
+        hi = np.where(present, values, -np.inf).max(axis=1)
+        lo = np.where(present, values, np.inf).min(axis=1)
+        return hi - lo
+
+    keep = present.sum(axis=1) >= 2
+    dp = spread(rate(fp + tp, size))
+    eo = np.maximum(spread(rate(tp, tp + fn)), spread(rate(fp, fp + tn)))
+    samples["demographic_parity_difference"] = dp[keep].tolist()
+    samples["equalized_odds_difference"] = eo[keep].tolist()
+    return samples
