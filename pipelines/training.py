@@ -22,6 +22,35 @@ if TYPE_CHECKING:
     from pipelines.spec import TrainingSpec
 
 EpochCallback = Callable[[dict[str, Any]], None]
+# Within an epoch, progress is reported at most this often (seconds).
+PROGRESS_EVERY_S = 10.0
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Where a fit is inside an epoch, for a log line while a long epoch runs."""
+
+    epoch: int  # 0-based
+    epochs: int  # the most epochs the fit may run (early stopping may end it sooner)
+    rows: int  # rows of this epoch done
+    rows_per_epoch: int
+    rows_per_second: float
+
+    @property
+    def eta_seconds(self) -> float:
+        """Seconds left if every remaining epoch runs (an upper bound)."""
+        left = (self.rows_per_epoch - self.rows) + (self.epochs - self.epoch - 1) * \
+            self.rows_per_epoch
+        return left / self.rows_per_second if self.rows_per_second > 0 else float("inf")
+
+    def line(self) -> str:
+        done = (f"epoch {self.epoch + 1}/{self.epochs}: {self.rows:,}/{self.rows_per_epoch:,} "
+                f"rows, {self.rows_per_second:,.0f} rows/s")
+        eta = self.eta_seconds
+        return done if eta == float("inf") else f"{done}, at most {eta / 60:.1f} min left"
+
+
+ProgressCallback = Callable[[Progress], None]
 
 
 def model_settings(cfg: TrainingSpec) -> dict[str, Any]:
@@ -133,10 +162,13 @@ def train(
     device: str = "cpu",
     checkpoint_dir: Path | None = None,
     on_epoch: EpochCallback | None = None,
+    on_progress: ProgressCallback | None = None,
 ) -> TrainResult:
     """Train with early stopping on validation loss, checkpointing after every epoch.
 
     A checkpoint left by an interrupted run with the same ``checkpoint_dir`` is resumed.
+    ``on_epoch`` gets each epoch's losses; ``on_progress``, inside a long epoch, where it is
+    (at most every `PROGRESS_EVERY_S` seconds).
     """
     import time
 
@@ -167,6 +199,7 @@ def train(
             row["epoch"] = int(row["epoch"])
 
     seen, clock = 0, time.perf_counter()
+    reported = clock
     for epoch in range(start_epoch, cfg.epochs):
         if bad_epochs >= cfg.patience:
             break
@@ -184,6 +217,10 @@ def train(
             opt.step()
             total += float(loss.detach()) * len(idx)
             seen += len(idx)
+            if on_progress is not None and time.perf_counter() - reported >= PROGRESS_EVERY_S:
+                reported = time.perf_counter()
+                on_progress(Progress(epoch, cfg.epochs, i + len(idx), len(order),
+                                     seen / (reported - clock)))
         model.eval()
         with torch.no_grad():
             v_logits = model(vn, vc if has_cat else None)

@@ -47,6 +47,7 @@ def build_trained_weights(
     study_name: str | None = None,
     best_params: dict[str, Any] | None = None,
     on_epoch: Callable[[dict[str, Any]], None] | None = None,
+    on_progress: Callable[[Any], None] | None = None,
     log: Any = None,
 ) -> StageResult:
     """Fit on the train split with early stopping on the validation split.
@@ -60,7 +61,8 @@ def build_trained_weights(
         checkpoint_dir: Where the final fit checkpoints each epoch (resumed on retry).
         study_url: Optuna RDB storage URL.
         study_name: The study's name (derived from the recipe key).
-        on_epoch: Progress callback for the final fit.
+        on_epoch: Called after each epoch of the final fit.
+        on_progress: Called inside a long epoch of the final fit (`pipelines.training.Progress`).
         best_params: Searched parameters to fit with directly (reproducing a version);
             otherwise a study runs when the spec asks for one.
         log: A `pipelines.tracking.TrainingLog` (or None) for trials and the final fit.
@@ -82,7 +84,7 @@ def build_trained_weights(
         cfg, study = search(spec, train_rows, val_rows, params, study_url=study_url,
                             study_name=study_name, threads=threads, device=device, log=log)
     result = train(train_rows, val_rows, params, cfg, threads=threads, device=device,
-                   checkpoint_dir=checkpoint_dir, on_epoch=on_epoch)
+                   checkpoint_dir=checkpoint_dir, on_epoch=on_epoch, on_progress=on_progress)
     model = build_model(params, cfg.model, model_settings(cfg))
     model.load_state_dict(result.state_dict)
     model.eval()
@@ -179,7 +181,8 @@ class LoggedTraining:
             result = build_trained_weights(
                 self.spec, self.store, self.store.get_manifest(self.features_hash),
                 threads=self.threads, device=self.device, checkpoint_dir=checkpoints,
-                study_url=self.optuna_storage, study_name=study, on_epoch=self._epoch, log=run)
+                study_url=self.optuna_storage, study_name=study, on_epoch=self._epoch,
+                on_progress=lambda p: self.say(p.line()), log=run)
         # A retried run resumes from the checkpoint; once the result exists it is not needed.
         shutil.rmtree(checkpoints, ignore_errors=True)
         return result

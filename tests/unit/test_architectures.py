@@ -226,3 +226,32 @@ def test_optuna_searches_the_models_own_params_in_their_ranges():
         assert isinstance(cfg.params["width"], int) and 8 <= cfg.params["width"] <= 64
         assert 0.5 <= cfg.params["frequency_scale"] <= 50
         assert cfg.params["blocks"] == 1
+
+
+def test_a_long_epoch_reports_rows_rate_and_time_left_without_changing_the_fit(
+        adult, monkeypatch):
+    from pipelines import training
+    from pipelines.spec import TrainingSpec
+
+    spec, frame = adult
+    train_rows, params = _fitted(spec, frame)
+    cfg = TrainingSpec(model="mlp", hidden=[8], epochs=2, batch_size=200)
+    quiet = training.train(train_rows.iloc[:1000], train_rows.iloc[1000:], params, cfg,
+                           threads=1)
+    monkeypatch.setattr(training, "PROGRESS_EVERY_S", 0.0)
+    seen: list[training.Progress] = []
+    loud = training.train(train_rows.iloc[:1000], train_rows.iloc[1000:], params, cfg,
+                          threads=1, on_progress=seen.append)
+    assert [(p.epoch, p.rows) for p in seen] == [
+        (e, r) for e in (0, 1) for r in (200, 400, 600, 800, 1000)]
+    assert all(p.rows_per_epoch == 1000 and p.epochs == 2 for p in seen)
+    assert seen[-1].eta_seconds == 0.0 and seen[0].eta_seconds > 0
+    assert seen[0].line().startswith("epoch 1/2: 200/1,000 rows, ")
+    assert "min left" in seen[0].line()
+    assert all(torch_equal(quiet.state_dict[k], loud.state_dict[k]) for k in quiet.state_dict)
+
+
+def torch_equal(a, b) -> bool:
+    import torch
+
+    return bool(torch.equal(a, b))
