@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import numpy as np
@@ -86,7 +86,10 @@ def _numeric(frame: pd.DataFrame, columns: list[str]) -> np.ndarray:
 
 
 def _logistic_design(train: pd.DataFrame, numeric: list[str], categorical: list[str]):
-    """A transform fitted on ``train``: frame -> standardized numerics and one-hot columns."""
+    """A transform fitted on ``train``: frame -> standardized numerics and one-hot columns.
+
+    The result is a sparse matrix.
+    """
     import numpy as np
 
     num = _numeric(train, numeric)
@@ -97,17 +100,25 @@ def _logistic_design(train: pd.DataFrame, numeric: list[str], categorical: list[
     scales = np.where(scales > 1e-12, scales, 1.0)
     vocabularies = [_Vocabulary.fit(train[c]) for c in categorical]
 
-    def transform(frame: pd.DataFrame) -> np.ndarray:
+    def transform(frame: pd.DataFrame) -> Any:
+        from scipy import sparse
+
         x = _numeric(frame, numeric)
-        parts = [(np.where(np.isnan(x), medians, x) - means) / scales]
+        parts = [sparse.csr_matrix((np.where(np.isnan(x), medians, x) - means) / scales)]
+        n = len(frame)
         for col, vocab in zip(categorical, vocabularies):
+            # One-hot as a sparse matrix: a dense one is rows × categories of float64
+            # (gigabytes at millions of rows) for one non-zero per row.
             codes = vocab.codes(frame[col])
-            onehot = np.zeros((len(frame), len(vocab.values) + 1))
-            known = ~np.isnan(codes)
-            onehot[np.flatnonzero(known), codes[known].astype(int)] = 1.0
-            onehot[:, -1] = frame[col].isna().to_numpy()
-            parts.append(onehot)
-        return np.hstack(parts)
+            known = np.flatnonzero(~np.isnan(codes))
+            missing = np.flatnonzero(frame[col].isna().to_numpy())
+            width = len(vocab.values) + 1
+            rows = np.concatenate([known, missing])
+            cols = np.concatenate([codes[known].astype(np.int64),
+                                   np.full(len(missing), width - 1, dtype=np.int64)])
+            parts.append(sparse.csr_matrix((np.ones(len(rows)), (rows, cols)),
+                                           shape=(n, width)))
+        return sparse.hstack(parts, format="csr")
 
     return transform
 
