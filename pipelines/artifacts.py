@@ -108,7 +108,16 @@ def read_json(store: ArtifactStore, manifest: Manifest, name: str) -> Any:
     return json.loads(read_file(store, manifest, name))
 
 
-def read_frame(store: ArtifactStore, manifest: Manifest, name: str) -> pd.DataFrame:
+def read_frame(store: ArtifactStore, manifest: Manifest, name: str, *,
+               columns: list[str] | None = None,
+               where: tuple[str, list[str]] | None = None) -> pd.DataFrame:
+    """A stored frame, or only its ``columns`` and the rows ``where`` selects.
+
+    ``where = (column, values)`` keeps the rows whose column is in values; they are read so
+    from the Parquet file, in stored order, and the other rows never enter memory.
+    """
     import pandas as pd
 
-    return pd.read_parquet(io.BytesIO(read_file(store, manifest, name)))
+    filters = [(where[0], "in", list(where[1]))] if where is not None else None
+    return pd.read_parquet(io.BytesIO(read_file(store, manifest, name)), columns=columns,
+                           filters=filters)

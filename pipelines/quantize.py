@@ -31,6 +31,20 @@ def predict(sess: Any, feeds: dict[str, np.ndarray]) -> np.ndarray:
                       dtype="float64").reshape(-1)
 
 
+def predict_rows(sess: Any, rows: Any, params: dict[str, Any],
+                 batch: int = 65_536) -> np.ndarray:
+    """Probabilities for a frame of raw rows, ``batch`` rows of ONNX inputs at a time.
+
+    The inputs of millions of rows (one string object per category cell) are gigabytes.
+    """
+    from pipelines.features import onnx_feeds
+
+    if len(rows) <= batch:
+        return predict(sess, onnx_feeds(rows, params))
+    return np.concatenate([predict(sess, onnx_feeds(rows.iloc[i:i + batch], params))
+                           for i in range(0, len(rows), batch)])
+
+
 class _Calibration:
     def __init__(self, feeds: dict[str, np.ndarray], batch: int = 64):
         n = len(next(iter(feeds.values())))

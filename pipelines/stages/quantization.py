@@ -16,7 +16,7 @@ from pipelines.artifacts import StageResult, read_file, read_frame
 from pipelines.export import export_predictor
 from pipelines.features import SPLIT_COLUMN, onnx_feeds
 from pipelines.hashing import canonical_json
-from pipelines.quantize import Parity, parity, predict, quantize_int8, session
+from pipelines.quantize import Parity, parity, predict_rows, quantize_int8, session
 from pipelines.spec import DatasetSpec, one_line
 from pipelines.store import ArtifactStore, Manifest
 from pipelines.training import load_weights
@@ -39,14 +39,18 @@ def drop_reason(result: Parity, size: int, fp32_size: int) -> str | None:
 def build_variants(spec: DatasetSpec, store: ArtifactStore, features: Manifest,
                    weights: Manifest) -> StageResult:
     cfg = spec.quantization
-    frame = read_frame(store, features, "features")
+    # Only the rows this stage uses: the training split (calibration) and the test split.
+    columns = [*spec.columns, SPLIT_COLUMN]
+    train_rows = read_frame(store, features, "features", columns=columns,
+                            where=(SPLIT_COLUMN, ["train"]))
+    test_rows = read_frame(store, features, "features", columns=columns,
+                           where=(SPLIT_COLUMN, ["test"]))
     params = json.loads(read_file(store, weights, "preprocess.json"))
     fp32 = read_file(store, weights, "model_fp32.onnx")
     settings = weights.info.get("settings") or {"hidden": weights.info["hidden"],
                                                  "dropout": weights.info["dropout"]}
     model = load_weights(read_file(store, weights, "weights.safetensors"), params,
                          weights.info.get("architecture", "mlp"), settings)
-    train_rows = frame[frame[SPLIT_COLUMN] == "train"]
     calibration = train_rows.sample(n=min(cfg.calibration_rows, len(train_rows)),
                                     random_state=0)
     bounded = bool(getattr(model.body, "bounded_layer_inputs", False))
@@ -63,9 +67,8 @@ def build_variants(spec: DatasetSpec, store: ArtifactStore, features: Manifest,
             failed[name] = (f"{name}: conversion failed ({type(exc).__name__}: "
                             f"{one_line(str(exc))[:200]})")
     tolerances = {"int8": cfg.int8_tolerance, "fp16": cfg.fp16_tolerance}
-    test_feeds = onnx_feeds(frame[frame[SPLIT_COLUMN] == "test"], params)
-    reference = predict(session(fp32), test_feeds)
-    results = {name: parity(name, reference, predict(session(data), test_feeds),
+    reference = predict_rows(session(fp32), test_rows, params)
+    results = {name: parity(name, reference, predict_rows(session(data), test_rows, params),
                             tolerances[name]) for name, data in candidates.items()}
     report = {p.variant: {"max_abs_diff": p.max_abs_diff, "mean_abs_diff": p.mean_abs_diff,
                           "tolerance": p.tolerance, "rows": p.rows} for p in results.values()}
