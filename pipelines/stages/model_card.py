@@ -14,7 +14,7 @@ from pipelines.evaluation import latency, metrics
 from pipelines.features import LABEL_COLUMN, ROW_COLUMN, SPLIT_COLUMN, onnx_feeds
 from pipelines.hashing import canonical_json
 from pipelines.model_card import fairness_plots, plots, render_html, render_markdown
-from pipelines.quantize import predict, session
+from pipelines.quantize import predict_rows, session
 from pipelines.recipe import thread_count
 from pipelines.spec import DatasetSpec
 from pipelines.store import ArtifactStore, Manifest
@@ -51,17 +51,24 @@ def _champion(spec: DatasetSpec, store: ArtifactStore, test: Any, entry: Deploye
     if missing:
         return {"version": entry.version, "trained_weights": entry.trained_weights,
                 "missing_columns": missing, "metrics": None, "fairness": None}, None
-    p = predict(session(read_file(store, manifest, "model_fp32.onnx")), onnx_feeds(test, params))
+    p = predict_rows(session(read_file(store, manifest, "model_fp32.onnx")), test, params)
     y = test[LABEL_COLUMN].to_numpy(dtype=int)
     return {"version": entry.version, "trained_weights": entry.trained_weights,
             "metrics": metrics(y, p), "fairness": _fairness(spec, test, p)}, p
 
 
-def _baselines(frame: Any, params: dict[str, Any]) -> list[BaselineFit]:
+def _split(store: ArtifactStore, features: Manifest, spec: DatasetSpec, split: str) -> Any:
+    """One split's feature, label and split columns, read alone from the stored Parquet."""
+    return read_frame(store, features, "features",
+                      columns=[*spec.columns, ROW_COLUMN, LABEL_COLUMN, SPLIT_COLUMN],
+                      where=(SPLIT_COLUMN, [split]))
+
+
+def _baselines(store: ArtifactStore, features: Manifest, spec: DatasetSpec, test: Any,
+               params: dict[str, Any]) -> list[BaselineFit]:
     """The scikit-learn baselines on the candidate's rows and features (train, val, test)."""
-    rows = {s: frame[frame[SPLIT_COLUMN] == s].reset_index(drop=True)
-            for s in ("train", "val", "test")}
-    return fit_baselines(rows["train"], rows["val"], rows["test"], list(params["numeric"]),
+    return fit_baselines(_split(store, features, spec, "train"),
+                         _split(store, features, spec, "val"), test, list(params["numeric"]),
                          list(params["categorical"]), LABEL_COLUMN, threads=thread_count())
 
 
@@ -71,12 +78,12 @@ def build_card(spec: DatasetSpec, store: ArtifactStore, features: Manifest, weig
     """Evaluate every variant, compare with the champion, judge the deploy gate."""
     from pipelines.gate import judge
 
-    frame = read_frame(store, features, "features")
-    test = frame[frame[SPLIT_COLUMN] == "test"].reset_index(drop=True)
+    test = _split(store, features, spec, "test")
     params = json.loads(read_file(store, variants, "preprocess.json"))
     parity = json.loads(read_file(store, variants, "parity.json"))
     training = json.loads(read_file(store, weights, "training.json"))
-    feeds = onnx_feeds(test, params)
+    # Latency is timed on the first rows; predictions are made in batches (`predict_rows`).
+    feeds = onnx_feeds(test.iloc[:256], params)
     y = test[LABEL_COLUMN].to_numpy(dtype=int)
     # The quantization stage publishes the variants that earn their place; the others are
     # named in its info with the reason they were dropped.
@@ -88,7 +95,7 @@ def build_card(spec: DatasetSpec, store: ArtifactStore, features: Manifest, weig
     for variant in published:
         model = read_file(store, variants, f"model_{variant}.onnx")
         sess = session(model)
-        p = predict(sess, feeds)
+        p = predict_rows(sess, test, params)
         probabilities[variant] = p
         card_variants[variant] = {
             "metrics": metrics(y, p),
@@ -98,7 +105,7 @@ def build_card(spec: DatasetSpec, store: ArtifactStore, features: Manifest, weig
         latencies[variant] = [latency(sess, feeds, 1), latency(sess, feeds, 256)]
     fairness = _fairness(spec, test, probabilities["fp32"])
     baseline, champion_p = _champion(spec, store, test, champion)
-    fits = _baselines(frame, params)
+    fits = _baselines(store, features, spec, test, params)
     baselines = {b.name: {"title": b.title, "settings": BASELINE_SETTINGS[b.name],
                           "metrics": metrics(y, b.probabilities)} for b in fits}
     verdict = judge(spec.gate, card_variants["fp32"]["metrics"], baseline, fairness,
