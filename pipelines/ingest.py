@@ -201,28 +201,51 @@ def _check_delimiter(header: list[str], header_line: str, delimiter: str,
     raise InputError(message, file=file, rule="csv delimiter")
 
 
+HEADER_PREFIX_BYTES = 1 << 20
+_DECODE_CHUNK = 16 << 20
+
+
+def _check_encoding(data: bytes, encoding: str, file: str) -> None:
+    """Fail naming the first byte that is not valid ``encoding``, decoding in chunks."""
+    import codecs
+
+    decoder = codecs.getincrementaldecoder(encoding)()
+    try:
+        for start in range(0, len(data), _DECODE_CHUNK):
+            decoder.decode(data[start:start + _DECODE_CHUNK],
+                           final=start + _DECODE_CHUNK >= len(data))
+        if not data:
+            decoder.decode(b"", final=True)
+    except UnicodeDecodeError:
+        try:  # the whole file once more, for the exact offset (only when it is invalid)
+            data.decode(encoding)
+        except UnicodeDecodeError as exc:
+            line = data[: exc.start].count(b"\n") + 1
+            raise InputError(
+                f"byte {exc.start} (line {line}) is not valid {encoding}; re-save the file as"
+                f" {encoding} or set source.encoding in the spec",
+                file=file,
+                rule="encoding",
+            ) from None
+        raise
+
+
 def _read_csv(data: bytes, encoding: str, na_values: list[str], file: str, delimiter: str,
               expected_columns: int | None) -> pd.DataFrame:
     import pandas as pd
 
-    try:
-        text = data.decode(encoding)
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        raise InputError(
-            f"byte {exc.start} (line {line}) is not valid {encoding}; re-save the file as"
-            f" {encoding} or set source.encoding in the spec",
-            file=file,
-            rule="encoding",
-        ) from None
-    header_line = text.lstrip("\ufeff").split("\n", 1)[0]
+    _check_encoding(data, encoding, file)
+    # The header from a prefix: the whole text decoded (and again as the 4-byte characters
+    # of a StringIO) would be several times the file's size in memory.
+    prefix = data[:HEADER_PREFIX_BYTES].decode(encoding, errors="ignore")
+    header_line = prefix.lstrip("\ufeff").split("\n", 1)[0]
     header = next(csv.reader(io.StringIO(header_line), delimiter=delimiter), [])
     _check_delimiter(header, header_line, delimiter, expected_columns, file)
     _check_header([h.strip() for h in header], file)
     try:
         frame = pd.read_csv(
-            io.StringIO(text), sep=delimiter, dtype=str, keep_default_na=False,
-            na_values=na_values
+            io.BytesIO(data), encoding=encoding, sep=delimiter, dtype=str,
+            keep_default_na=False, na_values=na_values
         )
     except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
         raise InputError(
