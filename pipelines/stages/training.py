@@ -14,7 +14,7 @@ from typing import Any
 
 from pipelines.artifacts import StageResult, read_frame
 from pipelines.export import export_predictor
-from pipelines.features import SPLIT_COLUMN
+from pipelines.features import LABEL_COLUMN, SPLIT_COLUMN
 from pipelines.hashing import canonical_json
 from pipelines.spec import DatasetSpec, TrainingSpec
 from pipelines.stages.features import load_params
@@ -69,10 +69,11 @@ def build_trained_weights(
     """
     from pipelines.tuning import trial_config
 
-    frame = read_frame(store, features, "features")
     params = load_params(store, features)
-    train_rows = frame[frame[SPLIT_COLUMN] == "train"]
-    val_rows = frame[frame[SPLIT_COLUMN] == "val"]
+    # Each split alone, with the columns training reads: the test rows never enter memory.
+    columns = [*spec.columns, LABEL_COLUMN, SPLIT_COLUMN]
+    train_rows, val_rows = (read_frame(store, features, "features", columns=columns,
+                                       where=(SPLIT_COLUMN, [split])) for split in ("train", "val"))
     device = pick_device(device)
     study: dict[str, Any] = {}
     cfg = spec.training
