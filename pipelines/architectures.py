@@ -149,27 +149,43 @@ def _plr_parts(inputs: ModelInputs, params: dict[str, Any]) -> tuple[Any, Any, i
     return periodic, embeddings, len(inputs.numeric) * dim + cat_width
 
 
-def build_plr_mlp(inputs: ModelInputs, params: dict[str, Any]) -> torch.nn.Module:
-    """MLP over periodic (PLR) numeric embeddings and categorical embeddings."""
+def _plr_base() -> type:
+    """The base of the PLR networks.
+
+    It embeds both kinds of input and carries the flags that the preprocessing wrapper
+    and the quantizer read.
+    """
     import torch
     from torch import nn
 
-    class PLRMLP(nn.Module):
+    class PLRBase(nn.Module):
         takes_fp32 = True  # the periodic phases are computed in fp32
         # Every matmul reads cosines or ReLU outputs, never raw standardised numbers with
         # their heavy tails: int8 may quantize the activations of every layer.
         bounded_layer_inputs = True
+        periodic: Any
+        embeddings: Any
 
+        def embed(self, numeric: torch.Tensor, cat: torch.Tensor | None) -> torch.Tensor:
+            parts = [self.periodic(numeric)] if self.periodic is not None else []
+            if cat is not None:
+                parts += [emb(cat[:, i]) for i, emb in enumerate(self.embeddings)]
+            return torch.cat(parts, dim=1)
+
+    return PLRBase
+
+
+def build_plr_mlp(inputs: ModelInputs, params: dict[str, Any]) -> torch.nn.Module:
+    """MLP over periodic (PLR) numeric embeddings and categorical embeddings."""
+
+    class PLRMLP(_plr_base()):
         def __init__(self) -> None:
             super().__init__()
             self.periodic, self.embeddings, width = _plr_parts(inputs, params)
             self.mlp = _mlp(width, list(params["hidden"]), float(params["dropout"]))
 
         def forward(self, numeric: torch.Tensor, cat: torch.Tensor | None) -> torch.Tensor:
-            parts = [self.periodic(numeric)] if self.periodic is not None else []
-            if cat is not None:
-                parts += [emb(cat[:, i]) for i, emb in enumerate(self.embeddings)]
-            return self.mlp(torch.cat(parts, dim=1).to(self.mlp[0].weight.dtype))
+            return self.mlp(self.embed(numeric, cat).to(self.mlp[0].weight.dtype))
 
     return PLRMLP()
 
@@ -188,12 +204,7 @@ def build_plr_ensemble(inputs: ModelInputs, params: dict[str, Any]) -> torch.nn.
     k = int(params.get("members", 8))
     hidden, dropout = list(params["hidden"]), float(params["dropout"])
 
-    class PLREnsemble(nn.Module):
-        takes_fp32 = True  # the periodic phases are computed in fp32
-        # Every matmul reads cosines or ReLU outputs, never raw standardised numbers with
-        # their heavy tails: int8 may quantize the activations of every layer.
-        bounded_layer_inputs = True
-
+    class PLREnsemble(_plr_base()):
         def __init__(self) -> None:
             super().__init__()
             self.periodic, self.embeddings, width = _plr_parts(inputs, params)
@@ -209,11 +220,8 @@ def build_plr_ensemble(inputs: ModelInputs, params: dict[str, Any]) -> torch.nn.
             self.head_bias = nn.Parameter(torch.zeros(k, 1, 1))
 
         def forward(self, numeric: torch.Tensor, cat: torch.Tensor | None) -> torch.Tensor:
-            parts = [self.periodic(numeric)] if self.periodic is not None else []
-            if cat is not None:
-                parts += [emb(cat[:, i]) for i, emb in enumerate(self.embeddings)]
             dtype = self.layers[0].weight.dtype
-            x = torch.cat(parts, dim=1).to(dtype).unsqueeze(0)  # [1, batch, width]
+            x = self.embed(numeric, cat).to(dtype).unsqueeze(0)  # [1, batch, width]
             for layer, adapter in zip(self.layers, self.adapters, strict=True):
                 x = self.drop(torch.relu(layer(x * adapter.unsqueeze(1))))  # [k, batch, h]
             logits = torch.matmul(x, self.head) + self.head_bias  # [k, batch, 1]
