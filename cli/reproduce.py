@@ -87,6 +87,9 @@ def main(argv: list[str] | None = None) -> int:
                             f"{mlflow_uri(state)}: pick one that make deploy-status or the "
                             "MLflow UI lists") from exc
     recorded = json.loads(tags["stage_config"])
+    if "training" in recorded and "model" not in recorded["training"]:
+        # Registered before training.model existed: those versions are the plain MLP.
+        recorded["training"] = recorded["training"] | {"model": "mlp"}
     spec = DatasetSpec.model_validate(spec.model_dump(mode="json") | {
         k: v for k, v in recorded.items() if k in ("training", "tuning")})
     best_params = json.loads(tags.get("best_params") or "null")

@@ -21,7 +21,8 @@ training settings.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -115,6 +116,8 @@ class _Periodic:
         from torch import nn
 
         class Periodic(nn.Module):
+            keep_fp32 = True  # the half-precision export leaves this module in fp32
+
             def __init__(self) -> None:
                 super().__init__()
                 self.frequencies = nn.Parameter(torch.randn(n_features, frequencies) * sigma)
@@ -269,6 +272,26 @@ def load_builder(text: str) -> Builder:
             f"training.model {ref.text!r}: {path} has no function {ref.function}; define "
             f"{ref.function}(inputs, params) there or fix training.model")
     return function
+
+
+@contextmanager
+def user_code(text: str, doing: str) -> Iterator[None]:
+    """Turn an error a user's network raises while ``doing`` something into one line.
+
+    The `ModelCodeError` names its file and function; built-in networks raise as is.
+    """
+    ref = ModelRef.parse(text)
+    try:
+        yield
+    except ModelCodeError:
+        raise
+    except Exception as exc:
+        if ref.builtin:
+            raise
+        raise ModelCodeError(
+            f"training.model {ref.text!r}: {doing} the module from {ref.where} failed "
+            f"({type(exc).__name__}: {_first_line(exc)}); fix the network (the traceback is "
+            "in the run's log)") from exc
 
 
 def _first_line(exc: BaseException) -> str:

@@ -88,6 +88,9 @@ def export_predictor(model: torch.nn.Module, params: dict[str, Any],
     if precision == "fp16":
         model = copy.deepcopy(model)
         model.body.half()
+        for module in model.body.modules():
+            if getattr(module, "keep_fp32", False):  # e.g. periodic embeddings' phases
+                module.float()
     n_num, vocabs = len(params["numeric"]), params["categorical"]
     net = _network_proto(model, n_num, len(vocabs))
     if vocabs:

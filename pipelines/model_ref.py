@@ -51,11 +51,11 @@ class ModelRef:
 def search_paths() -> list[Path]:
     """Where a relative model file is looked for, in order.
 
-    The working directory, then the project root (the folder above the specs' folder).
+    The project root (the folder above the specs' folder), then the working directory.
     """
     from pipelines.paths import datasets_dir
 
-    return list(dict.fromkeys([Path.cwd(), datasets_dir().parent]))
+    return list(dict.fromkeys([datasets_dir().parent, Path.cwd()]))
 
 
 def locate(ref: ModelRef) -> Path | None:

@@ -247,6 +247,15 @@ class SearchSpaceSpec(_Strict):
     # frequency_scale); the value Optuna picks replaces training.params.<name>.
     params: dict[str, RangeSpec] = Field(default_factory=dict)
 
+    @field_validator("params")
+    @classmethod
+    def _own_params(cls, value: dict[str, RangeSpec]) -> dict[str, RangeSpec]:
+        taken = sorted({"hidden", "dropout"} & set(value))
+        if taken:
+            raise ValueError(f"params.{taken[0]}: a training setting, searched as width/depth "
+                             f"or dropout here; remove it from search_space.params")
+        return value
+
     @model_validator(mode="after")
     def _check(self) -> SearchSpaceSpec:
         # field: (lowest allowed low, bound that high must stay under)

@@ -68,8 +68,17 @@ def build_variants(spec: DatasetSpec, store: ArtifactStore, features: Manifest,
                             f"{one_line(str(exc))[:200]})")
     tolerances = {"int8": cfg.int8_tolerance, "fp16": cfg.fp16_tolerance}
     reference = predict_rows(session(fp32), test_rows, params)
-    results = {name: parity(name, reference, predict_rows(session(data), test_rows, params),
-                            tolerances[name]) for name, data in candidates.items()}
+    results = {}
+    for name, data in list(candidates.items()):
+        try:
+            scored = predict_rows(session(data), test_rows, params)
+        except Exception as exc:  # converted, but onnxruntime cannot load or run it
+            log.warning("%s variant of %s cannot run", name, spec.name, exc_info=True)
+            failed[name] = (f"{name}: onnxruntime cannot run it ({type(exc).__name__}: "
+                            f"{one_line(str(exc))[:200]})")
+            del candidates[name]
+            continue
+        results[name] = parity(name, reference, scored, tolerances[name])
     report = {p.variant: {"max_abs_diff": p.max_abs_diff, "mean_abs_diff": p.mean_abs_diff,
                           "tolerance": p.tolerance, "rows": p.rows} for p in results.values()}
     sizes = {"fp32": len(fp32)} | {name: len(data) for name, data in candidates.items()}

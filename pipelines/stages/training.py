@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pipelines.architectures import user_code
 from pipelines.artifacts import StageResult, read_frame
 from pipelines.export import export_predictor
 from pipelines.features import LABEL_COLUMN, SPLIT_COLUMN
@@ -84,12 +85,15 @@ def build_trained_weights(
             raise ValueError("tuning needs study storage (study_url) and a study name")
         cfg, study = search(spec, train_rows, val_rows, params, study_url=study_url,
                             study_name=study_name, threads=threads, device=device, log=log)
-    result = train(train_rows, val_rows, params, cfg, threads=threads, device=device,
-                   checkpoint_dir=checkpoint_dir, on_epoch=on_epoch, on_progress=on_progress)
+    with user_code(cfg.model, "training"):
+        result = train(train_rows, val_rows, params, cfg, threads=threads, device=device,
+                       checkpoint_dir=checkpoint_dir, on_epoch=on_epoch,
+                       on_progress=on_progress)
     model = build_model(params, cfg.model, model_settings(cfg))
     model.load_state_dict(result.state_dict)
     model.eval()
-    onnx_model = export_predictor(model, params)
+    with user_code(cfg.model, "exporting to ONNX"):
+        onnx_model = export_predictor(model, params)
     reference = train_rows[[*spec.columns]].sample(
         n=min(cfg.reference_rows, len(train_rows)), random_state=cfg.seed).reset_index(drop=True)
     best = result.history[result.best_epoch]

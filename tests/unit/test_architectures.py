@@ -67,6 +67,10 @@ def test_onnx_export_matches_torch_on_rows_with_missing_and_unseen_values(adult,
     got = predict(session(export_predictor(model, params)), onnx_feeds(rows, params))
     assert np.isfinite(got).all() and got.shape == (len(rows),)
     assert np.abs(got - expected).max() <= 1e-5
+    # fp16 runs the network at half precision but keeps the periodic phases in fp32.
+    half = predict(session(export_predictor(model, params, precision="fp16")),
+                   onnx_feeds(rows, params))
+    assert np.abs(half - expected).max() <= spec.quantization.fp16_tolerance
     # The awkward rows are scored, not all alike: missing and unseen values went through.
     assert len(np.unique(np.round(got, 6))) > 10
 
@@ -117,6 +121,29 @@ def test_a_module_with_the_wrong_output_shape_says_what_forward_must_return(tmp_
     with pytest.raises(ModelCodeError, match=r"returned \(2, 2\) for a two-row batch; return "
                                              r"one logit per row"):
         build(ref, INPUTS, {"hidden": [4], "dropout": 0.0})
+
+
+def test_a_network_that_fails_in_training_names_file_and_function(adult, tmp_path):
+    from pipelines.spec import TrainingSpec
+    from pipelines.stages.training import user_code
+    from pipelines.training import train
+
+    spec, frame = adult
+    train_rows, params = _fitted(spec, frame)
+    ref = _user_file(tmp_path, (
+        "import torch\n"
+        "class Constant(torch.nn.Module):\n"
+        "    def forward(self, numeric, categorical):\n"
+        "        return torch.zeros(len(numeric))\n"
+        "def build(inputs, params):\n"
+        "    return Constant()\n"))
+    cfg = TrainingSpec(model=ref, epochs=1)
+    with pytest.raises(ModelCodeError) as err, user_code(ref, "training"):
+        train(train_rows.iloc[:300], train_rows.iloc[300:400], params, cfg, threads=1)
+    text = str(err.value)
+    assert text.startswith(f"training.model {ref!r}: training the module from ")
+    assert "my_net.py, function build failed (ValueError: optimizer got an empty parameter " \
+        "list)" in text and "\n" not in text
 
 
 def test_missing_file_function_and_module_each_get_their_own_message(tmp_path):
@@ -171,6 +198,10 @@ def test_the_spec_refuses_a_model_that_is_neither_built_in_nor_file_or_module(tm
     spec = write_spec(tmp_path / "s.yaml", "adult", ADULT_CSV, training__params={"hidden": 3})
     with pytest.raises(SpecError, match=r"set training\.hidden instead of "
                                         r"training\.params\.hidden"):
+        load_spec(spec)
+    spec = write_spec(tmp_path / "s.yaml", "adult", ADULT_CSV,
+                      tuning__search_space__params={"dropout": {"low": 0.1, "high": 0.5}})
+    with pytest.raises(SpecError, match=r"params\.dropout: a training setting"):
         load_spec(spec)
 
 
