@@ -56,7 +56,8 @@ from pathlib import Path
 from bench.common import REPO, python_env
 
 DEFAULT_ROWS = "30000,300000,3000000,30000000"
-DEFAULT_DATA = Path(os.environ.get("TIDELINE_ADULT_CSV") or "/work/shared/data/adult.csv").parent
+_ADULT = os.environ.get("TIDELINE_ADULT_CSV")
+DEFAULT_DATA = Path(_ADULT).parent if _ADULT else REPO.parent / "shared" / "data"
 CHUNK_ROWS = 1_000_000
 # Each child prints its events on stdout as this prefix and one JSON object.
 TAG = "@scale "
@@ -533,7 +534,7 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"comma-separated sizes in rows (default {DEFAULT_ROWS})")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA,
                         help="folder holding UCI Adult's adult.csv (default: the folder of "
-                        "TIDELINE_ADULT_CSV, else /work/shared/data)")
+                        "TIDELINE_ADULT_CSV, else ../shared/data)")
     parser.add_argument("--work", type=Path, default=REPO / ".tideline" / "bench" / "scale",
                         help="where generated data (kept) and run states (fresh) go")
     parser.add_argument("--seed", type=int, default=0)
