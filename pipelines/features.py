@@ -123,9 +123,11 @@ def onnx_feeds(frame: pd.DataFrame, params: dict[str, Any]) -> dict[str, np.ndar
     """Inputs of the exported predictor for raw rows: numeric matrix and category strings."""
     import numpy as np
 
-    feeds: dict[str, np.ndarray] = {}
-    if params["numeric"]:
-        feeds["numeric"] = frame[list(params["numeric"])].to_numpy(dtype="float32")
+    # Always a numeric matrix, (rows, 0) for a table without numeric columns: a network
+    # that reads it keeps the input in its graph; callers pass a session only its inputs.
+    feeds: dict[str, np.ndarray] = {"numeric": np.asarray(
+        frame[list(params["numeric"])].to_numpy(dtype="float32"), dtype="float32"
+    ).reshape(len(frame), len(params["numeric"]))}
     for i, col in enumerate(params["categorical"]):
         values = frame[col].astype(object).where(frame[col].notna(), "")
         feeds[f"cat_{i}"] = np.asarray(values.astype(str), dtype=object).reshape(-1, 1)

@@ -75,8 +75,10 @@ def quantize_int8(fp32: bytes, calibration_feeds: dict[str, np.ndarray],
 
     import onnx
 
-    gemms = [n.name for n in onnx.load_from_string(fp32).graph.node
-             if n.op_type in ("Gemm", "MatMul")]
+    graph = onnx.load_from_string(fp32).graph
+    gemms = [n.name for n in graph.node if n.op_type in ("Gemm", "MatMul")]
+    inputs = {i.name for i in graph.input}
+    calibration_feeds = {k: v for k, v in calibration_feeds.items() if k in inputs}
     root = logging.getLogger()
     level = root.level
     # The quantizer logs advice about pre-processing on the root logger at WARNING on

@@ -50,11 +50,10 @@ class LoadedModel:
         Missing numbers become NaN and missing categories "", as in training; the graph
         imputes them.
         """
-        feeds: dict[str, np.ndarray] = {}
-        if self.numeric:
-            feeds["numeric"] = np.array(
-                [[np.nan if r.get(c) is None else r[c] for c in self.numeric] for r in records],
-                dtype="float32").reshape(len(records), len(self.numeric))
+        # (records, 0) when there is no numeric column: some graphs still take the input.
+        feeds: dict[str, np.ndarray] = {"numeric": np.array(
+            [[np.nan if r.get(c) is None else r[c] for c in self.numeric] for r in records],
+            dtype="float32").reshape(len(records), len(self.numeric))}
         for i, col in enumerate(self.categorical):
             feeds[f"cat_{i}"] = np.array(
                 [["" if r.get(col) is None else str(r[col])] for r in records], dtype=object)

@@ -286,3 +286,22 @@ def torch_equal(a, b) -> bool:
     import torch
 
     return bool(torch.equal(a, b))
+
+
+@pytest.mark.parametrize("architecture", [*BUILTIN, EXAMPLE])
+def test_a_table_without_numeric_columns_is_scored_by_every_network(architecture):
+    from pipelines.export import export_predictor
+    from pipelines.features import onnx_feeds
+    from pipelines.quantize import predict, quantize_int8, session
+    from pipelines.training import build_model
+
+    params = {"numeric": {}, "categorical": {"colour": ["blue", "red"], "size": ["L", "S"]}}
+    settings = {"hidden": [4], "dropout": 0.0, "width": 8, "blocks": 1}
+    model = build_model(params, architecture, settings).eval()
+    rows = pd.DataFrame({"colour": ["blue", "red", "green", None],
+                         "size": ["S", None, "L", "XL"]})
+    fp32 = export_predictor(model, params)
+    p = predict(session(fp32), onnx_feeds(rows, params))
+    assert p.shape == (4,) and np.isfinite(p).all()
+    int8 = quantize_int8(fp32, onnx_feeds(rows, params))
+    assert np.isfinite(predict(session(int8), onnx_feeds(rows, params))).all()
