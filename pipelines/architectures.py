@@ -310,14 +310,8 @@ def build(text: str, inputs: ModelInputs, params: dict[str, Any]) -> torch.nn.Mo
 
     ref = ModelRef.parse(text)
     builder = load_builder(text)
-    try:
+    with user_code(text, "building"):
         net = builder(inputs, dict(params))
-    except Exception as exc:
-        if ref.builtin:
-            raise
-        raise ModelCodeError(
-            f"training.model {ref.text!r}: {ref.where} raised {type(exc).__name__}: "
-            f"{_first_line(exc)}; fix it") from exc
     if not isinstance(net, torch.nn.Module):
         raise ModelCodeError(
             f"training.model {ref.text!r}: {ref.where} returned {type(net).__name__}, not a "

@@ -95,19 +95,15 @@ def code_hash(text: str) -> str:
     import ast
     import hashlib
 
+    from pipelines.recipe import strip_docstrings
+
     ref = ModelRef.parse(text)
     path = locate(ref)
     if path is None:
         return f"builtin:{ref.builtin}"
-    source = path.read_text()
+    source = path.read_bytes()
     try:
         tree = ast.parse(source)
     except SyntaxError:
-        return hashlib.sha256(source.encode()).hexdigest()
-    for node in ast.walk(tree):
-        body = getattr(node, "body", None)
-        if (isinstance(body, list) and body and isinstance(body[0], ast.Expr)
-                and isinstance(body[0].value, ast.Constant)
-                and isinstance(body[0].value.value, str)):
-            node.body = body[1:] or [ast.Pass()]
-    return hashlib.sha256(ast.dump(tree).encode()).hexdigest()
+        return hashlib.sha256(source).hexdigest()
+    return hashlib.sha256(ast.dump(strip_docstrings(tree)).encode()).hexdigest()

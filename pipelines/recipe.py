@@ -94,7 +94,8 @@ class _Module:
     imports: dict[str, str]  # local name -> "pkg.module" or "pkg.module:name"
 
 
-def _strip_docstrings(tree: ast.AST) -> ast.AST:
+def strip_docstrings(tree: ast.AST) -> ast.AST:
+    """Drop the docstrings of the module, classes and functions in ``tree`` (in place)."""
     for node in ast.walk(tree):
         if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
             body = node.body
@@ -133,7 +134,7 @@ def _names(node: ast.AST) -> frozenset[str]:
 
 def _definition(node: ast.AST) -> _Definition:
     local = tuple(t for sub in ast.walk(node) for t in _import_targets(sub))
-    return _Definition(ast.dump(_strip_docstrings(node), include_attributes=False),
+    return _Definition(ast.dump(strip_docstrings(node), include_attributes=False),
                        _names(node), local)
 
 

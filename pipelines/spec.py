@@ -168,6 +168,13 @@ class SplitSpec(_Strict):
 
 
 ModelParam = bool | int | float | str | list[int] | list[float]
+# The builder gets these from the training settings, never from training.params.
+BUILDER_SETTINGS = ("hidden", "dropout")
+
+
+def _training_setting(params: dict[str, Any]) -> str | None:
+    """The first of `BUILDER_SETTINGS` that ``params`` names, if any."""
+    return next((name for name in BUILDER_SETTINGS if name in params), None)
 
 
 class TrainingSpec(_Strict):
@@ -197,10 +204,10 @@ class TrainingSpec(_Strict):
     @field_validator("params")
     @classmethod
     def _params(cls, value: dict[str, Any]) -> dict[str, Any]:
-        taken = sorted({"hidden", "dropout"} & set(value))
+        taken = _training_setting(value)
         if taken:
-            raise ValueError(f"{taken[0]} is a training setting; set training.{taken[0]} "
-                             f"instead of training.params.{taken[0]}")
+            raise ValueError(f"{taken} is a training setting; set training.{taken} "
+                             f"instead of training.params.{taken}")
         return value
 
 
@@ -250,9 +257,9 @@ class SearchSpaceSpec(_Strict):
     @field_validator("params")
     @classmethod
     def _own_params(cls, value: dict[str, RangeSpec]) -> dict[str, RangeSpec]:
-        taken = sorted({"hidden", "dropout"} & set(value))
+        taken = _training_setting(value)
         if taken:
-            raise ValueError(f"params.{taken[0]}: a training setting, searched as width/depth "
+            raise ValueError(f"params.{taken}: a training setting, searched as width/depth "
                              f"or dropout here; remove it from search_space.params")
         return value
 
