@@ -109,15 +109,22 @@ def read_json(store: ArtifactStore, manifest: Manifest, name: str) -> Any:
 
 
 def read_frame(store: ArtifactStore, manifest: Manifest, name: str, *,
-               columns: list[str] | None = None,
-               where: tuple[str, list[str]] | None = None) -> pd.DataFrame:
-    """A stored frame, or only its ``columns`` and the rows ``where`` selects.
+               columns: list[str] | None = None) -> pd.DataFrame:
+    """A stored frame (only its ``columns`` when given)."""
+    import pandas as pd
 
-    ``where = (column, values)`` keeps the rows whose column is in values; they are read so
-    from the Parquet file, in stored order, and the other rows never enter memory.
+    return pd.read_parquet(io.BytesIO(read_file(store, manifest, name)), columns=columns)
+
+
+def read_splits(store: ArtifactStore, manifest: Manifest, name: str, splits: tuple[str, ...],
+                *, by: str, columns: list[str] | None = None) -> tuple[pd.DataFrame, ...]:
+    """One frame per value of ``splits``: the rows whose column ``by`` holds it.
+
+    The file is fetched once; each split is read from the Parquet file on its own, in
+    stored order, so the rows of no other split enter memory.
     """
     import pandas as pd
 
-    filters = [(where[0], "in", list(where[1]))] if where is not None else None
-    return pd.read_parquet(io.BytesIO(read_file(store, manifest, name)), columns=columns,
-                           filters=filters)
+    data = read_file(store, manifest, name)
+    return tuple(pd.read_parquet(io.BytesIO(data), columns=columns, filters=[(by, "==", split)])
+                 for split in splits)

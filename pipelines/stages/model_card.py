@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from pipelines.artifacts import Markdown, StageResult, read_file, read_frame
+from pipelines.artifacts import Markdown, StageResult, read_file, read_splits
 from pipelines.baselines import SETTINGS as BASELINE_SETTINGS
 from pipelines.baselines import BaselineFit, fit_baselines
 from pipelines.evaluation import latency, metrics
@@ -57,19 +57,10 @@ def _champion(spec: DatasetSpec, store: ArtifactStore, test: Any, entry: Deploye
             "metrics": metrics(y, p), "fairness": _fairness(spec, test, p)}, p
 
 
-def _split(store: ArtifactStore, features: Manifest, spec: DatasetSpec, split: str) -> Any:
-    """One split's feature, label and split columns, read alone from the stored Parquet."""
-    return read_frame(store, features, "features",
-                      columns=[*spec.columns, ROW_COLUMN, LABEL_COLUMN, SPLIT_COLUMN],
-                      where=(SPLIT_COLUMN, [split]))
-
-
-def _baselines(store: ArtifactStore, features: Manifest, spec: DatasetSpec, test: Any,
-               params: dict[str, Any]) -> list[BaselineFit]:
+def _baselines(train: Any, val: Any, test: Any, params: dict[str, Any]) -> list[BaselineFit]:
     """The scikit-learn baselines on the candidate's rows and features (train, val, test)."""
-    return fit_baselines(_split(store, features, spec, "train"),
-                         _split(store, features, spec, "val"), test, list(params["numeric"]),
-                         list(params["categorical"]), LABEL_COLUMN, threads=thread_count())
+    return fit_baselines(train, val, test, list(params["numeric"]), list(params["categorical"]),
+                         LABEL_COLUMN, threads=thread_count())
 
 
 def build_card(spec: DatasetSpec, store: ArtifactStore, features: Manifest, weights: Manifest,
@@ -78,7 +69,10 @@ def build_card(spec: DatasetSpec, store: ArtifactStore, features: Manifest, weig
     """Evaluate every variant, compare with the champion, judge the deploy gate."""
     from pipelines.gate import judge
 
-    test = _split(store, features, spec, "test")
+    # Each split alone, with the columns the card reads (features, row ids, labels).
+    test, train, val = read_splits(store, features, "features", ("test", "train", "val"),
+                                   by=SPLIT_COLUMN,
+                                   columns=[*spec.columns, ROW_COLUMN, LABEL_COLUMN, SPLIT_COLUMN])
     params = json.loads(read_file(store, variants, "preprocess.json"))
     parity = json.loads(read_file(store, variants, "parity.json"))
     training = json.loads(read_file(store, weights, "training.json"))
@@ -105,7 +99,7 @@ def build_card(spec: DatasetSpec, store: ArtifactStore, features: Manifest, weig
         latencies[variant] = [latency(sess, feeds, 1), latency(sess, feeds, 256)]
     fairness = _fairness(spec, test, probabilities["fp32"])
     baseline, champion_p = _champion(spec, store, test, champion)
-    fits = _baselines(store, features, spec, test, params)
+    fits = _baselines(train, val, test, params)
     baselines = {b.name: {"title": b.title, "settings": BASELINE_SETTINGS[b.name],
                           "metrics": metrics(y, b.probabilities)} for b in fits}
     verdict = judge(spec.gate, card_variants["fp32"]["metrics"], baseline, fairness,

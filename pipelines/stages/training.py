@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.architectures import user_code
-from pipelines.artifacts import StageResult, read_frame
+from pipelines.artifacts import StageResult, read_splits
 from pipelines.export import export_predictor
 from pipelines.features import LABEL_COLUMN, SPLIT_COLUMN
 from pipelines.hashing import canonical_json
@@ -73,8 +73,8 @@ def build_trained_weights(
     params = load_params(store, features)
     # Each split alone, with the columns training reads: the test rows never enter memory.
     columns = [*spec.columns, LABEL_COLUMN, SPLIT_COLUMN]
-    train_rows, val_rows = (read_frame(store, features, "features", columns=columns,
-                                       where=(SPLIT_COLUMN, [split])) for split in ("train", "val"))
+    train_rows, val_rows = read_splits(store, features, "features", ("train", "val"),
+                                       by=SPLIT_COLUMN, columns=columns)
     device = pick_device(device)
     study: dict[str, Any] = {}
     cfg = spec.training

@@ -3,7 +3,7 @@
 import numpy as np
 import pandas as pd
 
-from pipelines.artifacts import StageResult, read_frame, save_result
+from pipelines.artifacts import StageResult, read_frame, read_splits, save_result
 from pipelines.features import SPLIT_COLUMN
 from pipelines.store import ArtifactStore
 
@@ -15,12 +15,13 @@ def test_a_split_read_from_parquet_equals_the_split_filtered_in_memory(tmp_path)
     store = ArtifactStore(tmp_path / "store")
     manifest = save_result(store, StageResult(kind="t", frames={"features": frame}))
     whole = read_frame(store, manifest, "features")
-    part = read_frame(store, manifest, "features", columns=["c", SPLIT_COLUMN],
-                      where=(SPLIT_COLUMN, ["test"]))
-    expected = whole.loc[whole[SPLIT_COLUMN] == "test", ["c", SPLIT_COLUMN]]
-    assert list(part.columns) == ["c", SPLIT_COLUMN]
-    pd.testing.assert_frame_equal(part.reset_index(drop=True),
-                                  expected.reset_index(drop=True))
+    parts = read_splits(store, manifest, "features", ("test", "train"), by=SPLIT_COLUMN,
+                        columns=["c", SPLIT_COLUMN])
+    for split, part in zip(("test", "train"), parts, strict=True):
+        expected = whole.loc[whole[SPLIT_COLUMN] == split, ["c", SPLIT_COLUMN]]
+        assert list(part.columns) == ["c", SPLIT_COLUMN]
+        pd.testing.assert_frame_equal(part.reset_index(drop=True),
+                                      expected.reset_index(drop=True))
 
 
 def test_predictions_in_batches_equal_one_call():
