@@ -98,8 +98,9 @@ def _network(name: str, arch: str, spec, store, feats, threads: int, device: str
     from pipelines.artifacts import read_frame
     from pipelines.export import export_predictor
     from pipelines.features import LABEL_COLUMN, SPLIT_COLUMN, onnx_feeds
-    from pipelines.quantize import predict, quantize_int8, session
+    from pipelines.quantize import predict, session
     from pipelines.stages.features import load_params
+    from pipelines.stages.quantization import int8_variant
     from pipelines.training import build_model, model_settings, train
 
     frame = read_frame(store, feats, "features")
@@ -115,10 +116,7 @@ def _network(name: str, arch: str, spec, store, feats, threads: int, device: str
     model.load_state_dict(result.state_dict)
     model.eval()
     fp32 = export_predictor(model, params)
-    calibration = parts["train"].sample(n=min(spec.quantization.calibration_rows,
-                                              len(parts["train"])), random_state=0)
-    int8 = quantize_int8(fp32, onnx_feeds(calibration, params), input_layer_fp32=not getattr(
-        model.body, "bounded_layer_inputs", False))
+    int8 = int8_variant(fp32, model, parts["train"], params, spec.quantization.calibration_rows)
     feeds = onnx_feeds(parts["test"], params)
     y = parts["test"][LABEL_COLUMN].to_numpy()
     p32 = predict(session(fp32), feeds)

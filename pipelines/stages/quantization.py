@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import json
 import logging
+from typing import Any
 
-from pipelines.artifacts import StageResult, read_file, read_frame
+from pipelines.artifacts import StageResult, read_file, read_splits
 from pipelines.export import export_predictor
 from pipelines.features import SPLIT_COLUMN, onnx_feeds
 from pipelines.hashing import canonical_json
@@ -36,26 +37,33 @@ def drop_reason(result: Parity, size: int, fp32_size: int) -> str | None:
     return None
 
 
+def int8_variant(fp32: bytes, model: Any, train_rows: Any, params: dict[str, Any],
+                 calibration_rows: int) -> bytes:
+    """The int8 variant of ``fp32``, calibrated on a seeded sample of the training rows.
+
+    A network whose layers all read bounded values (``bounded_layer_inputs``) is
+    quantized whole; otherwise the input layer's activations stay fp32.
+    """
+    calibration = train_rows.sample(n=min(calibration_rows, len(train_rows)), random_state=0)
+    bounded = bool(getattr(model.body, "bounded_layer_inputs", False))
+    return quantize_int8(fp32, onnx_feeds(calibration, params), input_layer_fp32=not bounded)
+
+
 def build_variants(spec: DatasetSpec, store: ArtifactStore, features: Manifest,
                    weights: Manifest) -> StageResult:
     cfg = spec.quantization
     # Only the rows this stage uses: the training split (calibration) and the test split.
     columns = [*spec.columns, SPLIT_COLUMN]
-    train_rows = read_frame(store, features, "features", columns=columns,
-                            where=(SPLIT_COLUMN, ["train"]))
-    test_rows = read_frame(store, features, "features", columns=columns,
-                           where=(SPLIT_COLUMN, ["test"]))
+    train_rows, test_rows = read_splits(store, features, "features", ("train", "test"),
+                                        by=SPLIT_COLUMN, columns=columns)
     params = json.loads(read_file(store, weights, "preprocess.json"))
     fp32 = read_file(store, weights, "model_fp32.onnx")
     settings = weights.info.get("settings") or {"hidden": weights.info["hidden"],
                                                  "dropout": weights.info["dropout"]}
     model = load_weights(read_file(store, weights, "weights.safetensors"), params,
                          weights.info.get("architecture", "mlp"), settings)
-    calibration = train_rows.sample(n=min(cfg.calibration_rows, len(train_rows)),
-                                    random_state=0)
-    bounded = bool(getattr(model.body, "bounded_layer_inputs", False))
-    makers = {"int8": lambda: quantize_int8(fp32, onnx_feeds(calibration, params),
-                                            input_layer_fp32=not bounded),
+    makers = {"int8": lambda: int8_variant(fp32, model, train_rows, params,
+                                           cfg.calibration_rows),
               "fp16": lambda: export_predictor(model, params, precision="fp16")}
     candidates: dict[str, bytes] = {}
     failed: dict[str, str] = {}
