@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import io
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pipelines.hashing import hash_frame
+from pipelines.hashing import FrameHasher, hash_frame
 from pipelines.store import ArtifactStore, Manifest
 
 if TYPE_CHECKING:
     import pandas as pd
+    import pyarrow as pa
 
 
 class StageFailure(Exception):
@@ -82,6 +85,56 @@ class StageResult:
     checks: list[dict[str, Any]] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class SpooledFrame:
+    """A frame written batch by batch to a temp file (`FrameWriter`), with its hash."""
+
+    path: Path
+    content_hash: str
+    rows: int
+
+
+class FrameWriter:
+    """Writes a frame to a Parquet temp file batch by batch, hashing it on the way.
+
+    Every batch is converted to the one ``schema``, so the file and its logical hash are
+    the same however the rows were cut into batches (one batch or many). Leaving the
+    ``with`` block by an exception removes the temp file.
+    """
+
+    def __init__(self, store: ArtifactStore, schema: pa.Schema):
+        import pyarrow.parquet as pq
+
+        self.schema = schema
+        self.path = store.spool_path()
+        self.hasher = FrameHasher()
+        self.hasher.update(schema.empty_table())
+        self._writer = pq.ParquetWriter(self.path, schema)
+
+    def write(self, frame: pd.DataFrame | pa.Table) -> None:
+        import pyarrow as pa
+
+        table = (frame.select(self.schema.names).cast(self.schema)
+                 if isinstance(frame, pa.Table)
+                 else pa.Table.from_pandas(frame[self.schema.names], schema=self.schema,
+                                           preserve_index=False))
+        if table.num_rows:
+            self.hasher.update(table)
+            self._writer.write_table(table)
+
+    def close(self) -> SpooledFrame:
+        self._writer.close()
+        return SpooledFrame(self.path, self.hasher.hexdigest(), self.hasher.rows)
+
+    def __enter__(self) -> FrameWriter:
+        return self
+
+    def __exit__(self, kind: Any, *_: Any) -> None:
+        if kind is not None:
+            self._writer.close()
+            self.path.unlink(missing_ok=True)
+
+
 def frame_bytes(frame: pd.DataFrame) -> bytes:
     buf = io.BytesIO()
     frame.to_parquet(buf, index=False)
@@ -94,7 +147,10 @@ def save_result(store: ArtifactStore, result: StageResult) -> Manifest:
     for name, data in result.files.items():
         files[name] = store.put_bytes(data)
     for name, frame in result.frames.items():
-        files[name] = store.put_bytes(frame_bytes(frame), content_hash=hash_frame(frame))
+        if isinstance(frame, SpooledFrame):
+            files[name] = store.put_file(frame.path, frame.content_hash)
+        else:
+            files[name] = store.put_bytes(frame_bytes(frame), content_hash=hash_frame(frame))
     manifest = Manifest(kind=result.kind, files=dict(sorted(files.items())), info=result.info)
     store.put_manifest(manifest)
     return manifest
@@ -128,3 +184,52 @@ def read_splits(store: ArtifactStore, manifest: Manifest, name: str, splits: tup
     data = read_file(store, manifest, name)
     return tuple(pd.read_parquet(io.BytesIO(data), columns=columns, filters=[(by, "==", split)])
                  for split in splits)
+
+
+def iter_frame(store: ArtifactStore, manifest: Manifest, name: str, *, batch_rows: int,
+               columns: list[str] | None = None, where: tuple[str, str] | None = None,
+               categories: bool = False) -> Iterator[pd.DataFrame]:
+    """A stored frame in batches of at most ``batch_rows`` rows, in stored order.
+
+    Args:
+        store: The artifact store.
+        manifest: The manifest that names the frame.
+        name: The frame's name in the manifest.
+        batch_rows: Rows per batch.
+        columns: Only these columns.
+        where: ``(column, value)``: only the rows whose column holds the value (the
+            column is read for the filter, and returned only when asked for).
+        categories: Text columns as pandas categoricals (each distinct string held once).
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    with open_object(store, manifest.files[name]) as source:
+        parquet = pq.ParquetFile(source)
+        read = None if columns is None else list(dict.fromkeys(
+            [*columns, *([where[0]] if where else [])]))
+        for batch in parquet.iter_batches(batch_size=batch_rows, columns=read):
+            table = pa.Table.from_batches([batch])
+            if where is not None:
+                table = table.filter(pc.equal(table[where[0]], where[1]))
+                if columns is not None and where[0] not in columns:
+                    table = table.drop_columns([where[0]])
+            if categories:
+                table = _dictionary_text(table)
+            yield table.to_pandas()
+
+
+def _dictionary_text(table: pa.Table) -> pa.Table:
+    import pyarrow as pa
+
+    for i, f in enumerate(table.schema):
+        if pa.types.is_string(f.type) or pa.types.is_large_string(f.type):
+            table = table.set_column(i, f.name, table.column(i).dictionary_encode())
+    return table
+
+
+def open_object(store: ArtifactStore, content_hash: str) -> Any:
+    """An object opened for reading: the file itself in a local store."""
+    return open(store.local_path(content_hash), "rb") if store.local else store.open(
+        content_hash)

@@ -116,41 +116,96 @@ def hash_frame(frame: pd.DataFrame) -> str:
 
 def hash_table(table: Any) -> str:
     """Hash a ``pyarrow.Table`` by its logical content (see `hash_frame`)."""
+    hasher = FrameHasher()
+    hasher.update(table)
+    return hasher.hexdigest()
+
+
+class FrameHasher:
+    """The logical hash of a table fed in batches (Arrow tables or record batches).
+
+    The result is `hash_table` of the batches put together: each column's validity,
+    lengths and values go to hashers of their own, fed chunk by chunk, so it does not
+    depend on where the batches were cut. Every batch must have the first one's schema.
+    """
+
+    def __init__(self) -> None:
+        self.rows = 0
+        self.schema: Any = None
+        self._columns: list[tuple[Any, Any, Any, Any]] = []
+
+    def update(self, batch: Any) -> None:
+        import pyarrow as pa
+
+        if isinstance(batch, pa.RecordBatch):
+            batch = pa.Table.from_batches([batch])
+        if self.schema is None:
+            self.schema = batch.schema
+            self._columns = [(new_hasher(), new_hasher(), new_hasher(), [False, 0])
+                             for _ in batch.column_names]
+        elif not batch.schema.equals(self.schema):
+            raise ValueError(f"a batch's schema {batch.schema} differs from the first "
+                             f"batch's {self.schema}")
+        self.rows += batch.num_rows
+        for column, hashers in zip(batch.columns, self._columns):
+            _feed_column(column, hashers)
+
+    def hexdigest(self) -> str:
+        if self.schema is None:
+            raise ValueError("nothing was hashed: no batch, not even an empty one")
+        h = new_hasher()
+        h.update(canonical_json({"rows": self.rows, "columns": self.schema.names}))
+        for field, (validity, lengths, values_h, _) in zip(self.schema, self._columns):
+            h.update(canonical_json({"name": field.name, "type": str(field.type)}))
+            h.update(validity.digest())
+            h.update(lengths.digest())
+            h.update(values_h.digest())
+        return FRAME_PREFIX + h.hexdigest()
+
+
+def _feed_column(column: Any, hashers: tuple[Any, Any, Any, Any]) -> None:
     import numpy as np
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    h = new_hasher()
-    h.update(canonical_json({"rows": table.num_rows, "columns": table.column_names}))
-    for name, column in zip(table.column_names, table.columns):
-        h.update(canonical_json({"name": name, "type": str(column.type)}))
-        # Validity and values go to separate hashers, fed chunk by chunk, so the result
-        # does not depend on how the column happens to be chunked.
-        validity, lengths, values_h = new_hasher(), new_hasher(), new_hasher()
-        for chunk in column.chunks:
-            if column.null_count:
-                validity.update(np.asarray(chunk.is_valid()).tobytes())
-            typ = chunk.type
-            if pa.types.is_floating(typ):
-                values = _canonical_floats(chunk.to_numpy(zero_copy_only=False))
-                values_h.update(memoryview(values).cast("B"))
-            elif pa.types.is_integer(typ) or pa.types.is_boolean(typ):
-                fill = False if pa.types.is_boolean(typ) else pa.scalar(0, typ)
-                filled = pc.fill_null(chunk, fill) if chunk.null_count else chunk
-                values = np.ascontiguousarray(filled.to_numpy(zero_copy_only=False))
-                values_h.update(memoryview(values).cast("B"))
-            elif pa.types.is_string(typ) or pa.types.is_large_string(typ):
-                arr = pc.fill_null(chunk, "").cast(pa.large_string())
-                offsets = np.frombuffer(arr.buffers()[1], dtype=np.int64)[
-                    arr.offset : arr.offset + len(arr) + 1
-                ]
-                lengths.update(np.diff(offsets).tobytes())  # lengths, not offsets
-                data = arr.buffers()[2]
-                if data is not None:
-                    values_h.update(memoryview(data)[int(offsets[0]) : int(offsets[-1])])
-            else:
-                values_h.update(canonical_json(chunk.to_pylist()))
-        h.update(validity.digest())
-        h.update(lengths.digest())
-        h.update(values_h.digest())
-    return FRAME_PREFIX + h.hexdigest()
+    validity, lengths, values_h, nulls = hashers
+    for chunk in column.chunks:
+        # Validity counts only for a column with a missing value somewhere: until the
+        # first one, the all-valid rows are counted, and fed when it comes.
+        if chunk.null_count and not nulls[0]:
+            nulls[0] = True
+            _feed_valid(validity, nulls[1])
+        if nulls[0]:
+            validity.update(np.asarray(chunk.is_valid()).tobytes())
+        else:
+            nulls[1] += len(chunk)
+        typ = chunk.type
+        if pa.types.is_floating(typ):
+            values = _canonical_floats(chunk.to_numpy(zero_copy_only=False))
+            values_h.update(memoryview(values).cast("B"))
+        elif pa.types.is_integer(typ) or pa.types.is_boolean(typ):
+            fill = False if pa.types.is_boolean(typ) else pa.scalar(0, typ)
+            filled = pc.fill_null(chunk, fill) if chunk.null_count else chunk
+            values = np.ascontiguousarray(filled.to_numpy(zero_copy_only=False))
+            values_h.update(memoryview(values).cast("B"))
+        elif pa.types.is_string(typ) or pa.types.is_large_string(typ):
+            arr = pc.fill_null(chunk, "").cast(pa.large_string())
+            offsets = np.frombuffer(arr.buffers()[1], dtype=np.int64)[
+                arr.offset : arr.offset + len(arr) + 1
+            ]
+            lengths.update(np.diff(offsets).tobytes())  # lengths, not offsets
+            data = arr.buffers()[2]
+            if data is not None:
+                values_h.update(memoryview(data)[int(offsets[0]) : int(offsets[-1])])
+        else:
+            values_h.update(canonical_json(chunk.to_pylist()))
+
+
+def _feed_valid(hasher: Any, rows: int, step: int = 1 << 24) -> None:
+    """Feed ``rows`` validity bytes of 1 (valid), a bounded piece at a time."""
+    import numpy as np
+
+    ones = np.ones(min(rows, step), dtype=bool).tobytes()
+    while rows > 0:
+        hasher.update(ones[:min(rows, step)])
+        rows -= step

@@ -13,7 +13,15 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ByteSize,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
@@ -438,6 +446,13 @@ class MonitoringSpec(_Strict):
     alert_webhook: str = "${TIDELINE_ALERT_WEBHOOK:-}"
 
 
+class ResourcesSpec(_Strict):
+    # Memory the stages may use for data (e.g. "4GB", "512MiB"); unset: half of the
+    # machine's (or container's) memory. Larger tables are read, validated, scored and
+    # trained in batches; results are the same whatever the budget, so it is in no key.
+    memory_budget: ByteSize | None = Field(None, gt=0)
+
+
 class DatasetSpec(_Strict):
     name: str = Field(pattern=r"^[a-z0-9_]+$")
     description: str = ""
@@ -457,6 +472,7 @@ class DatasetSpec(_Strict):
     deployment: DeploymentSpec = DeploymentSpec()
     serving: ServingSpec = ServingSpec()
     monitoring: MonitoringSpec = MonitoringSpec()
+    resources: ResourcesSpec = ResourcesSpec()
 
     @model_validator(mode="after")
     def _check(self) -> DatasetSpec:

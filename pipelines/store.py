@@ -136,12 +136,15 @@ class ArtifactStore:
             self._atomic_write(path, data)
         return content_hash
 
-    def put_stream(self, stream: BinaryIO) -> str:
-        """Copy a stream into the store, hashing the bytes as they are copied."""
+    def put_stream(self, stream: BinaryIO, content_hash: str | None = None) -> str:
+        """Copy a stream into the store, hashing the bytes as they are copied.
+
+        With ``content_hash`` (a frame's logical hash), the object is named by it instead.
+        """
         hasher = new_hasher()
         if self.atomic_puts:
             with spooled_copy(stream, hasher, CHUNK) as spool:
-                content_hash = HASH_PREFIX + hasher.hexdigest()
+                content_hash = content_hash or HASH_PREFIX + hasher.hexdigest()
                 path = self._object_path(content_hash)
                 if not self.fs.exists(path):
                     with self.fs.open(path, "wb") as out:
@@ -155,13 +158,44 @@ class ArtifactStore:
             while chunk := stream.read(CHUNK):
                 hasher.update(chunk)
                 out.write(chunk)
-        content_hash = HASH_PREFIX + hasher.hexdigest()
+        content_hash = content_hash or HASH_PREFIX + hasher.hexdigest()
         path = self._object_path(content_hash)
         if self.fs.exists(path):
             self.fs.rm(tmp)
         else:
             self.fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
             self.fs.mv(tmp, path)
+        return content_hash
+
+    def spool_path(self) -> Path:
+        """A fresh temp file name for a large write to build before `put_file` stores it.
+
+        In the store's temp folder for a local store (so the move is a rename and a
+        cut-off write leaves a temp file that `make gc` removes), else in the system's.
+        """
+        import tempfile
+
+        name = f".tmp-{uuid.uuid4().hex}"
+        if self.local:
+            folder = Path(self._base, "objects", "tmp")
+            folder.mkdir(parents=True, exist_ok=True)
+            return folder / name
+        return Path(tempfile.gettempdir(), name)
+
+    def put_file(self, path: Path, content_hash: str) -> str:
+        """Store a finished file under ``content_hash``, consuming the file."""
+        target = self._object_path(content_hash)
+        if self.fs.exists(target):
+            path.unlink()
+        elif self.local:
+            with open(path, "rb+") as f:
+                os.fsync(f.fileno())
+            Path(target).parent.mkdir(parents=True, exist_ok=True)
+            os.replace(path, target)
+        else:
+            with open(path, "rb") as f:
+                self.put_stream(f, content_hash)
+            path.unlink()
         return content_hash
 
     def get_bytes(self, content_hash: str) -> bytes:

@@ -118,6 +118,8 @@ TABLE = {
     "monitoring.columns": (_set("monitoring.columns", {"age": {"weight": 2.0}}), {DRIFT}),
     "monitoring.drift_threshold": (_set("monitoring.drift_threshold", 0.5), {DRIFT}),
     "monitoring.evidently_max_rows": (_set("monitoring.evidently_max_rows", 1000), {DRIFT}),
+    # How much memory the stages may use: batches change, results do not.
+    "resources.memory_budget": (_set("resources.memory_budget", "64MB"), set()),
     "monitoring.performance_floor": (_set("monitoring.performance_floor", {"roc_auc": 0.8}),
                                      {PERF}),
     "monitoring.min_labelled_rows": (_set("monitoring.min_labelled_rows", 50), {PERF}),
