@@ -53,7 +53,8 @@ def build_ingest_assets(spec: DatasetSpec) -> dg.AssetsDefinition:
             # Imported on a miss only: the cache-hit path loads no heavy library.
             from pipelines.stages.features import build_features
 
-            return build_features(spec, st, st.get_manifest(raw_hash))
+            return build_features(spec, st, st.get_manifest(raw_hash),
+                                  on_progress=context.log.info)
 
         raw_events = list(materialize_stage(
             context, asset="raw_data", model=spec.name, store=st,

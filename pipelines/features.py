@@ -6,6 +6,7 @@ model and are applied inside its ONNX graph, so serving takes raw records.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -39,21 +40,50 @@ def rows_needed(test_fraction: float, validation_fraction: float,
     return n
 
 
+SPLIT_NAMES = ("train", "val", "test")
+
+
+def split_codes(n_rows: int, seed: int, test_fraction: float,
+                validation_fraction: float) -> np.ndarray:
+    """Seeded assignment of each row to a split, as indices into `SPLIT_NAMES` (uint8)."""
+    import numpy as np
+
+    order = np.random.default_rng(seed).permutation(n_rows)
+    _, n_val, n_test = split_sizes(n_rows, test_fraction, validation_fraction)
+    codes = np.zeros(n_rows, dtype=np.uint8)
+    codes[order[:n_test]] = 2
+    codes[order[n_test : n_test + n_val]] = 1
+    return codes
+
+
 def assign_split(n_rows: int, seed: int, test_fraction: float,
                  validation_fraction: float) -> np.ndarray:
     """Seeded assignment of each row to ``train``, ``val`` or ``test``."""
     import numpy as np
 
-    order = np.random.default_rng(seed).permutation(n_rows)
-    _, n_val, n_test = split_sizes(n_rows, test_fraction, validation_fraction)
-    split = np.full(n_rows, "train", dtype=object)
-    split[order[:n_test]] = "test"
-    split[order[n_test : n_test + n_val]] = "val"
-    return split
+    codes = split_codes(n_rows, seed, test_fraction, validation_fraction)
+    return np.array(SPLIT_NAMES, dtype=object)[codes]
 
 
 def fit_preprocessing(train: pd.DataFrame, spec: DatasetSpec) -> dict[str, Any]:
     """Fit imputation, scaling and category vocabularies on training rows only.
+
+    Raises:
+        InputError: as `preprocessing_params`.
+    """
+    return preprocessing_params(spec, lambda col: train[col].to_numpy(dtype="float64"),
+                                lambda col: train[col].dropna().unique())
+
+
+def preprocessing_params(spec: DatasetSpec, numeric_values: Callable[[str], np.ndarray],
+                         distinct_values: Callable[[str], Iterable[Any]]) -> dict[str, Any]:
+    """Imputation, scaling and category vocabularies from the training rows' columns.
+
+    Args:
+        spec: The dataset spec.
+        numeric_values: A numeric column's training values (float64, NaN where missing),
+            in row order.
+        distinct_values: A categorical column's distinct training values (no missing).
 
     Raises:
         InputError: a vocabulary over its column's ``max_categories`` or holding a value
@@ -66,7 +96,7 @@ def fit_preprocessing(train: pd.DataFrame, spec: DatasetSpec) -> dict[str, Any]:
 
     numeric = {}
     for col in spec.numeric_columns:
-        values = train[col].to_numpy(dtype="float64")
+        values = numeric_values(col)
         finite = values[np.isfinite(values)]
         median = float(np.median(finite)) if finite.size else 0.0
         filled = np.where(np.isfinite(values), values, median)
@@ -79,7 +109,7 @@ def fit_preprocessing(train: pd.DataFrame, spec: DatasetSpec) -> dict[str, Any]:
     categorical = {}
     for col in spec.categorical_columns:
         # Index 0 is reserved for missing and unseen values.
-        vocab = sorted(str(v) for v in train[col].dropna().unique())
+        vocab = sorted({str(v) for v in distinct_values(col)})
         longest, most = spec.category_limits(col)
         if len(vocab) > most:
             raise InputError(

@@ -6,17 +6,18 @@ import csv
 import io
 import sqlite3
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from pipelines.hashing import hash_file
 from pipelines.spec import one_line
 
 if TYPE_CHECKING:
     import pandas as pd
+    import pyarrow as pa
 
 # Leading bytes of compressed or binary files that sometimes sit under a .csv name:
 # (magic, what it is, the command that unpacks it to stdout).
@@ -304,3 +305,143 @@ def parse_raw(data: bytes, *, fmt: str, file: str, encoding: str = "utf-8",
             f"the file has a header ({len(frame.columns)} columns) but no data rows; "
             "re-export the data with its rows", file=file, rule="not empty")
     return frame
+
+
+def _check_stream_encoding(stream: BinaryIO, encoding: str, file: str) -> None:
+    """Fail naming the first byte of ``stream`` that is not valid ``encoding``.
+
+    One pass in chunks: memory stays at a chunk whatever the file's size.
+    """
+    import codecs
+
+    decoder = codecs.getincrementaldecoder(encoding)()
+    read = lines = 0
+    while True:
+        chunk = stream.read(_DECODE_CHUNK)
+        pending = len(decoder.getstate()[0])
+        try:
+            decoder.decode(chunk, final=not chunk)
+        except UnicodeDecodeError as exc:
+            offset = read - pending + exc.start
+            line = lines + chunk[: max(offset - read, 0)].count(b"\n") + 1
+            raise InputError(
+                f"byte {offset} (line {line}) is not valid {encoding}; re-save the file as"
+                f" {encoding} or set source.encoding in the spec",
+                file=file, rule="encoding") from None
+        if not chunk:
+            return
+        read += len(chunk)
+        lines += chunk.count(b"\n")
+
+
+def read_raw_batches(stream: BinaryIO, *, fmt: str, file: str, batch_rows: int,
+                     encoding: str = "utf-8", na_values: list[str] | None = None,
+                     delimiter: str = ",", expected_columns: int | None = None
+                     ) -> tuple[pa.Schema, Generator[pd.DataFrame]]:
+    """The source's Arrow schema and its rows in batches of ``batch_rows``.
+
+    The file is checked before any batch is read, as `parse_raw` checks it (empty,
+    compressed, encoding, delimiter, header), in one pass of bounded memory; CSV fields
+    stay text. Parquet integers and booleans come as pandas' nullable types, so a value
+    reads the same in a batch with missing values as in one without. Errors are one-line
+    `InputError`s, raised by this call or, for a fault deep in the file, by the iterator.
+
+    Args:
+        stream: The source, opened for reading (seekable).
+        fmt: ``"csv"`` or ``"parquet"``.
+        file: The name used in error messages (the user's source path).
+        batch_rows: Rows per batch.
+        encoding: Text encoding for CSV.
+        na_values: Strings read as missing in CSV.
+        delimiter: The CSV field separator.
+        expected_columns: How many columns the spec reads (as for `parse_raw`).
+    """
+    import pyarrow as pa
+
+    prefix = stream.read(HEADER_PREFIX_BYTES)
+    if not prefix.strip() and not stream.read(1):
+        raise InputError(
+            f"the file is empty ({len(prefix)} bytes{', all blank' if prefix else ''}); "
+            "expected a header line and rows: re-export the data or point source.path at "
+            "the right file", file=file, rule="not empty")
+    _check_not_compressed(prefix, fmt, file)
+    stream.seek(0)
+    if fmt == "parquet":
+        return _parquet_batches(stream, file, batch_rows)
+    _check_stream_encoding(stream, encoding, file)
+    text = prefix.decode(encoding, errors="ignore")
+    header_line = text.lstrip("\ufeff").split("\n", 1)[0]
+    header = next(csv.reader(io.StringIO(header_line), delimiter=delimiter), [])
+    _check_delimiter(header, header_line, delimiter, expected_columns, file)
+    names = [h.strip() for h in header]
+    _check_header(names, file)
+    stream.seek(0)
+    na = na_values if na_values is not None else [""]
+    return (pa.schema([(n, pa.string()) for n in names]),
+            _csv_batches(stream, file, batch_rows, encoding, delimiter, na, len(names)))
+
+
+def _csv_batches(stream: BinaryIO, file: str, batch_rows: int, encoding: str,
+                 delimiter: str, na_values: list[str], columns: int) -> Generator[pd.DataFrame]:
+    import pandas as pd
+
+    rows = 0
+    try:
+        reader = pd.read_csv(stream, encoding=encoding, sep=delimiter, dtype=str,
+                             keep_default_na=False, na_values=na_values, chunksize=batch_rows)
+        with reader:
+            for frame in reader:
+                frame.columns = [str(c).strip() for c in frame.columns]
+                rows += len(frame)
+                yield frame
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise InputError(
+            f"not a readable CSV file ({exc}); check the quoting of fields that contain "
+            f"{delimiter!r} or line breaks", file=file, rule="csv format") from None
+    if not rows:
+        raise InputError(
+            f"the file has a header ({columns} columns) but no data rows; "
+            "re-export the data with its rows", file=file, rule="not empty")
+
+
+def nullable_types(typ: pa.DataType) -> Any:
+    """The pandas nullable dtype for an Arrow integer or boolean type (else None)."""
+    import pandas as pd
+    import pyarrow as pa
+
+    if pa.types.is_boolean(typ):
+        return pd.BooleanDtype()
+    if pa.types.is_integer(typ):
+        return pd.api.types.pandas_dtype(str(typ).replace("u", "U").replace("i", "I", 1))
+    return None
+
+
+def _parquet_batches(stream: BinaryIO, file: str, batch_rows: int
+                     ) -> tuple[pa.Schema, Generator[pd.DataFrame]]:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    def unreadable(exc: Exception) -> InputError:
+        return InputError(
+            f"not a readable Parquet file (truncated or corrupt?): {exc}; re-export it, or "
+            "set source.format: csv if it is CSV text", file=file, rule="parquet format")
+
+    try:
+        parquet = pq.ParquetFile(stream)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise unreadable(exc) from None
+    schema = parquet.schema_arrow
+    _check_header(schema.names, file)
+    if not parquet.metadata.num_rows:
+        raise InputError(
+            f"the file has a header ({len(schema.names)} columns) but no data rows; "
+            "re-export the data with its rows", file=file, rule="not empty")
+
+    def batches() -> Generator[pd.DataFrame]:
+        try:
+            for batch in parquet.iter_batches(batch_size=batch_rows):
+                yield batch.to_pandas(types_mapper=nullable_types)
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise unreadable(exc) from None
+
+    return schema, batches()

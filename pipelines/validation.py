@@ -122,11 +122,25 @@ def _counted(counts: Any, limit: int = EXAMPLES) -> str:
 
 @dataclass
 class ValidationResult:
+    """Rule outcomes, and the kept and quarantined rows of the batch validated.
+
+    ``rows``, ``kept`` and ``quarantined`` count rows; ``target_counts`` (rows per target
+    value present) and ``kept_values`` (each categorical column's distinct values among
+    the kept rows) are what `combine` needs to judge the column-level rules of a table
+    validated in batches as a whole. `combine`'s result has no frames (``clean`` and
+    ``quarantine`` are None): the caller has written them out batch by batch.
+    """
+
     checks: list[CheckOutcome]
-    clean: pd.DataFrame
-    quarantine: pd.DataFrame
+    clean: pd.DataFrame | None
+    quarantine: pd.DataFrame | None
     failed_fraction: float
     limit: float
+    rows: int = 0
+    kept: int = 0
+    quarantined: int = 0
+    target_counts: dict[str, int] = field(default_factory=dict)
+    kept_values: dict[str, set[str]] = field(default_factory=dict)
 
     @property
     def failed(self) -> bool:
@@ -158,9 +172,9 @@ class ValidationResult:
                 f"({_rows(worst.failed_rows)}"
                 f"{', e.g. ' + worst.examples[0] if worst.examples else ''})"
                 if worst else "")
-        total = len(self.quarantine) + len(self.clean)
+        total = self.quarantined + self.kept
         return (f"{file}: rule 'at most {self.limit:.1%} of rows quarantined' failed: "
-                f"{len(self.quarantine)} of {total} rows ({self.failed_fraction:.1%}) broke row "
+                f"{self.quarantined} of {total} rows ({self.failed_fraction:.1%}) broke row "
                 f"rules{most}; fix the data, or the rule in the spec if the data is right "
                 "(validation.max_failed_fraction sets the limit)")
 
@@ -191,7 +205,7 @@ class ValidationResult:
         out.append({"name": SHARE_CHECK, "column": "", "row_level": False,
                     "passed": self.failed_fraction <= self.limit,
                     "rule": f"quarantined share {self.failed_fraction:.2%} <= {self.limit:.2%}",
-                    "failed_rows": len(self.quarantine),
+                    "failed_rows": self.quarantined,
                     "failed_fraction": self.failed_fraction, "examples": [], "rules": []})
         return out
 
@@ -426,12 +440,14 @@ def run_suite(typed: TypedFrame, spec: DatasetSpec) -> list[RuleResult]:
     return out
 
 
-def validate(raw: pd.DataFrame, spec: DatasetSpec) -> ValidationResult:
+def validate(raw: pd.DataFrame, spec: DatasetSpec, first_row: int = 0) -> ValidationResult:
     """Type the raw frame by the spec, run the suite, and split off failing rows.
 
     Args:
         raw: The parsed source (strings for CSV, typed columns for Parquet).
         spec: The dataset spec.
+        first_row: The position of ``raw``'s first row in the whole table (a batch of a
+            table read in batches): row numbers in examples and ``__row`` count from it.
 
     Returns:
         Per-rule outcomes, the clean typed rows (spec columns and target, in spec
@@ -441,6 +457,8 @@ def validate(raw: pd.DataFrame, spec: DatasetSpec) -> ValidationResult:
 
     n = len(raw)
     checks: list[CheckOutcome] = []
+    target_counts: dict[str, int] = {}
+    kept_values: dict[str, set[str]] = {}
     target = spec.target.column
     wanted = [target, *spec.columns]
     present = set(raw.columns)
@@ -459,7 +477,8 @@ def validate(raw: pd.DataFrame, spec: DatasetSpec) -> ValidationResult:
         idx = np.flatnonzero(mask)
         failures.append((f"{col}: {rule}", mask))
         examples = raw[col].iloc[idx[:EXAMPLES]].tolist() if col in present else []
-        shown = [f"row {r}: {short_repr(v)}" for r, v in zip(idx[:EXAMPLES].tolist(), examples)]
+        shown = [f"row {first_row + r}: {short_repr(v)}"
+                 for r, v in zip(idx[:EXAMPLES].tolist(), examples)]
         checks.append(CheckOutcome(_safe(name), col, rule, len(idx) == 0, len(idx),
                                    len(idx) / max(n, 1), shown))
 
@@ -479,25 +498,19 @@ def validate(raw: pd.DataFrame, spec: DatasetSpec) -> ValidationResult:
     if target in present:
         flag(typed.codes[target] < 0, target, "target value present",
              f"{target}__target_missing")
-        checks.append(_target_contract(frame[target], spec))
+        counts = frame[target].value_counts()
+        target_counts = {str(v): int(c) for v, c in counts.items()}
+        checks.append(_target_contract(target_counts, n, spec))
     if all(c in present for c in wanted):
         for r in run_suite(typed, spec):
             col, name = r.column, r.name
             if r.rows is None:
-                mostly = r.kwargs.get("mostly", 1.0)
-                count, ok = r.unexpected, r.success
+                count = r.unexpected
                 # Count only what is missing, not what was there but unusable.
-                if not ok and col in typed.not_number:
+                if col in typed.not_number:
                     unusable = typed.not_number[col] | typed.infinite[col]
                     count = int((frame[col].isna().to_numpy() & ~unusable).sum())
-                    ok = (n - count) / max(n, 1) >= mostly
-                allowed = 1 - mostly
-                checks.append(CheckOutcome(
-                    name, col, f"at most {allowed:.1%} missing",
-                    ok, count, count / max(n, 1), row_level=False,
-                    message=f"{count} of {n} rows ({count / max(n, 1):.1%}) are missing; fill "
-                            f"them in the data, or raise columns.{col}.max_null_fraction in "
-                            "the spec if gaps are expected"))
+                checks.append(_null_limit(name, col, count, n, r.kwargs.get("mostly", 1.0)))
                 continue
             rule = {"expect_column_values_to_be_between":
                     f"values within [{r.kwargs.get('min_value')}, {r.kwargs.get('max_value')}]",
@@ -510,18 +523,74 @@ def validate(raw: pd.DataFrame, spec: DatasetSpec) -> ValidationResult:
     for col in spec.categorical_columns:
         if col in present:
             kept = typed.codes[col][~bad_rows]
-            distinct = int(np.count_nonzero(np.bincount(kept[kept >= 0],
-                                                        minlength=len(typed.values[col]))))
-            checks.append(_vocabulary_size(distinct, spec, col))
+            seen = np.bincount(kept[kept >= 0], minlength=len(typed.values[col])) > 0
+            kept_values[col] = set(typed.values[col][seen].tolist())
+            checks.append(_vocabulary_size(len(kept_values[col]), spec, col))
     quarantine = raw.loc[bad_rows].copy() if n else raw.copy()
-    quarantine.insert(0, "__row", np.flatnonzero(bad_rows))
+    quarantine.insert(0, "__row", first_row + np.flatnonzero(bad_rows))
     quarantine["__reasons"] = _reasons(failures, bad_rows)
     clean = frame.loc[~bad_rows].reset_index(drop=True) if len(frame.columns) else frame
     if len(frame.columns) == len(wanted):
-        clean.insert(0, "__row", np.flatnonzero(~bad_rows))
+        clean.insert(0, "__row", first_row + np.flatnonzero(~bad_rows))
+    quarantined = int(bad_rows.sum())
     return ValidationResult(checks, clean, quarantine.reset_index(drop=True),
-                            float(bad_rows.mean()) if n else 0.0,
-                            spec.validation.max_failed_fraction)
+                            quarantined / n if n else 0.0,
+                            spec.validation.max_failed_fraction, rows=n,
+                            kept=n - quarantined, quarantined=quarantined,
+                            target_counts=target_counts, kept_values=kept_values)
+
+
+def combine(parts: list[ValidationResult], spec: DatasetSpec) -> ValidationResult:
+    """One result for a table validated in batches, as if validated whole.
+
+    Row rules add up (examples: the table's first ones); the column-level rules (missing
+    values, target classes, vocabulary size) are judged again on the table's totals.
+    The result carries no frames.
+    """
+    if not parts:
+        raise ValueError("no batch to combine")
+    n = sum(p.rows for p in parts)
+    quarantined = sum(p.quarantined for p in parts)
+    target_counts: dict[str, int] = {}
+    kept_values: dict[str, set[str]] = {}
+    for p in parts:
+        for value, count in p.target_counts.items():
+            target_counts[value] = target_counts.get(value, 0) + count
+        for col, values in p.kept_values.items():
+            kept_values.setdefault(col, set()).update(values)
+    checks = []
+    for outcomes in zip(*(p.checks for p in parts)):
+        first = outcomes[0]
+        kind = _kind(first)
+        if kind == "exists":
+            checks.append(first)
+        elif kind == "target_class":
+            checks.append(_target_contract(target_counts, n, spec))
+        elif kind == "max_categories":
+            checks.append(_vocabulary_size(len(kept_values[first.column]), spec, first.column))
+        elif kind == "null_limit":
+            mostly = 1.0 - spec.columns[first.column].max_null_fraction
+            checks.append(_null_limit(first.name, first.column,
+                                      sum(c.failed_rows for c in outcomes), n, mostly))
+        else:
+            failed = sum(c.failed_rows for c in outcomes)
+            examples = [e for c in outcomes for e in c.examples][:EXAMPLES]
+            checks.append(CheckOutcome(first.name, first.column, first.rule, failed == 0,
+                                       failed, failed / max(n, 1), examples))
+    return ValidationResult(checks, None, None, quarantined / n if n else 0.0,
+                            spec.validation.max_failed_fraction, rows=n, kept=n - quarantined,
+                            quarantined=quarantined, target_counts=target_counts,
+                            kept_values=kept_values)
+
+
+def _null_limit(name: str, col: str, count: int, n: int, mostly: float) -> CheckOutcome:
+    """The missing-value limit of a column: ``count`` of ``n`` rows missing."""
+    share = count / max(n, 1)
+    return CheckOutcome(
+        name, col, f"at most {1 - mostly:.1%} missing", (n - count) / max(n, 1) >= mostly,
+        count, share, row_level=False,
+        message=f"{count} of {n} rows ({share:.1%}) are missing; fill them in the data, or "
+                f"raise columns.{col}.max_null_fraction in the spec if gaps are expected")
 
 
 def _reasons(failures: list[tuple[str, np.ndarray]], bad_rows: np.ndarray) -> Any:
@@ -542,14 +611,20 @@ def _reasons(failures: list[tuple[str, np.ndarray]], bad_rows: np.ndarray) -> An
     return np.array(texts, dtype=object)[which.reshape(-1)]
 
 
-def _target_contract(values: pd.Series, spec: DatasetSpec) -> CheckOutcome:
+def _target_contract(target_counts: dict[str, int], n: int, spec: DatasetSpec
+                     ) -> CheckOutcome:
     """The target's values against ``target.classes`` (or, without it, two values).
 
-    A column-level rule: a new label is a change of contract, not a noisy row.
+    ``target_counts`` gives the rows per value present, of ``n`` rows. A column-level
+    rule: a new label is a change of contract, not a noisy row.
     """
+    import pandas as pd
+
     target = spec.target
-    present = values.dropna()
-    counts = present.value_counts()
+    # Most rows first, ties by value: the same order however the rows were counted.
+    ordered = sorted(target_counts.items(), key=lambda item: (-item[1], item[0]))
+    counts = pd.Series([c for _, c in ordered], index=pd.Index(
+        [v for v, _ in ordered], dtype=object), dtype="int64")
     name = _safe(f"{target.column}__target_class")
     if target.classes:
         classes = [str(c) for c in target.classes]
@@ -557,7 +632,7 @@ def _target_contract(values: pd.Series, spec: DatasetSpec) -> CheckOutcome:
         rows = int(outside.sum())
         return CheckOutcome(
             name, target.column, "values in target.classes", rows == 0, rows,
-            rows / max(len(values), 1), [f"{short_repr(v)}: {int(c)} rows"
+            rows / max(n, 1), [f"{short_repr(v)}: {int(c)} rows"
                                          for v, c in list(outside.items())[:EXAMPLES]],
             row_level=False,
             message=f"{_rows(rows)} {'holds' if rows == 1 else 'hold'} values outside "

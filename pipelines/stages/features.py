@@ -1,74 +1,232 @@
-"""validated_features: parse, validate against the spec, quarantine, split, fit preprocessing."""
+"""validated_features: parse, validate against the spec, quarantine, split, fit preprocessing.
+
+The source is read, validated and written out in batches whose size comes from the
+memory budget (`pipelines.resources`): the kept rows and the quarantined rows go to
+Parquet batch by batch, the column-level rules are judged on the table's totals
+(`pipelines.validation.combine`), then a second pass over the kept rows adds labels and
+the split. Every output is the same whatever the batch size.
+"""
 
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Callable, Generator, Iterator
+from contextlib import closing
+from typing import TYPE_CHECKING, Any
 
-from pipelines.artifacts import StageFailure, StageResult, read_file, read_frame
+from pipelines.artifacts import (
+    FrameWriter,
+    StageFailure,
+    StageResult,
+    open_object,
+    read_file,
+    read_frame,
+)
 from pipelines.features import (
     LABEL_COLUMN,
     MIN_SPLIT_ROWS,
+    ROW_COLUMN,
     SPLIT_COLUMN,
-    assign_split,
-    fit_preprocessing,
+    SPLIT_NAMES,
+    preprocessing_params,
     rows_needed,
+    split_codes,
 )
 from pipelines.hashing import canonical_json
-from pipelines.ingest import InputError, parse_raw
+from pipelines.ingest import InputError, read_raw_batches
+from pipelines.resources import batch_rows, memory_budget
 from pipelines.spec import DatasetSpec
 from pipelines.store import ArtifactStore, Manifest
-from pipelines.validation import validate
+from pipelines.validation import ValidationResult, combine, validate
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import pyarrow as pa
+
+# What one source row costs in memory while its batch is parsed, typed and validated
+# (text cells as Python strings, their typed copies, masks), measured on Adult-like rows.
+RAW_ROW_BYTES = 2_500
+# Seconds between progress lines.
+PROGRESS_EVERY_S = 5.0
 
 
-def build_features(spec: DatasetSpec, store: ArtifactStore, raw: Manifest) -> StageResult:
-    """Validated, typed rows with labels and split; quarantined rows with reasons."""
+def build_features(spec: DatasetSpec, store: ArtifactStore, raw: Manifest,
+                   on_progress: Callable[[str], None] | None = None) -> StageResult:
+    """Validated, typed rows with labels and split; quarantined rows with reasons.
+
+    Args:
+        spec: The dataset spec.
+        store: The artifact store (the raw snapshot is read from it).
+        raw: The raw_data manifest.
+        on_progress: Called with a progress line at most every `PROGRESS_EVERY_S` seconds.
+    """
     file = spec.source.path
+    rows_per_batch = batch_rows(memory_budget(spec), RAW_ROW_BYTES)
+    progress = _Progress(on_progress)
+    with open_object(store, raw.files["source"]) as source:
+        try:
+            schema, batches = read_raw_batches(
+                source, fmt=raw.info["format"], file=file, batch_rows=rows_per_batch,
+                encoding=spec.source.encoding, na_values=spec.source.na_values,
+                delimiter=spec.source.delimiter, expected_columns=len(spec.columns) + 1)
+            if "labelled" in raw.files:
+                batches = _with_labelled_rows(batches, read_frame(store, raw, "labelled"),
+                                              schema, raw.info["format"])
+            # closing(): a batch reader stopped early lets go of the source before it shuts.
+            with closing(batches), FrameWriter(store, _clean_schema(spec)) as clean_out, \
+                    FrameWriter(store, _quarantine_schema(schema)) as quarantine_out:
+                result, kept_targets = _validate_batches(spec, batches, clean_out,
+                                                         quarantine_out, progress)
+                clean, quarantine = clean_out.close(), quarantine_out.close()
+        except InputError as exc:
+            raise StageFailure(str(exc)) from None
     try:
-        frame = parse_raw(read_file(store, raw, "source"), fmt=raw.info["format"], file=file,
-                          encoding=spec.source.encoding, na_values=spec.source.na_values,
-                          delimiter=spec.source.delimiter,
-                          expected_columns=len(spec.columns) + 1)
-    except InputError as exc:
-        raise StageFailure(str(exc)) from None
-    if "labelled" in raw.files:
-        frame = _with_labelled_rows(frame, read_frame(store, raw, "labelled"),
-                                    raw.info["format"])
-    result = validate(frame, spec)
-    checks = result.check_dicts()
+        return _features(spec, store, result, kept_targets, clean.path, quarantine,
+                         rows_per_batch, progress)
+    except BaseException:
+        quarantine.path.unlink(missing_ok=True)
+        raise
+    finally:
+        clean.path.unlink(missing_ok=True)
+
+
+class _Progress:
+    """Progress lines, at most every `PROGRESS_EVERY_S` seconds."""
+
+    def __init__(self, say: Callable[[str], None] | None):
+        self.say, self.start = say, time.perf_counter()
+        self.last = self.start
+
+    def __call__(self, text: Callable[[float], str]) -> None:
+        now = time.perf_counter()
+        if self.say is not None and now - self.last >= PROGRESS_EVERY_S:
+            self.last = now
+            self.say(text(now - self.start))
+
+
+def _validate_batches(spec: DatasetSpec, batches: Iterator[pd.DataFrame], clean_out: FrameWriter,
+                      quarantine_out: FrameWriter, progress: _Progress
+                      ) -> tuple[ValidationResult, dict[str, int]]:
+    """Validate batch by batch, writing kept and quarantined rows.
+
+    Returns the combined result and the kept rows per target value.
+    """
+    file = spec.source.path
+    parts: list[ValidationResult] = []
+    kept_targets: dict[str, int] = {}
+    rows = 0
+    for batch in batches:
+        part = validate(batch, spec, first_row=rows)
+        if any(not c.passed and c.name.endswith("__exists") for c in part.checks):
+            # A column missing from the header is missing from every batch.
+            whole = combine([part], spec)
+            raise StageFailure(whole.report(file), whole.check_dicts())
+        clean_out.write(part.clean)
+        quarantine_out.write(part.quarantine)
+        for value, count in part.clean[spec.target.column].value_counts().items():
+            kept_targets[str(value)] = kept_targets.get(str(value), 0) + int(count)
+        part.clean = part.quarantine = None
+        parts.append(part)
+        rows += len(batch)
+        progress(lambda s, rows=rows: f"validated {rows:,} rows ({len(parts)} batches, "
+                                      f"{rows / max(s, 1e-9):,.0f} rows/s)")
+    result = combine(parts, spec)
     if result.failed:
-        raise StageFailure(result.report(file), checks)
-    clean = result.clean
-    _check_enough_rows(spec, len(clean), len(result.quarantine), checks)
-    target = clean[spec.target.column].astype(str)
-    clean[LABEL_COLUMN] = (target == str(spec.target.positive)).astype("float32")
-    if clean[LABEL_COLUMN].nunique() < 2:
-        found = ", ".join(f"{v!r} ({n} rows)" for v, n in target.value_counts().items())
+        raise StageFailure(result.report(file), result.check_dicts())
+    return result, kept_targets
+
+
+def _features(spec: DatasetSpec, store: ArtifactStore, result: ValidationResult,
+              kept_targets: dict[str, int], clean_path: Any, quarantine: Any,
+              rows_per_batch: int, progress: _Progress) -> StageResult:
+    """Label and split the kept rows (a second pass over them) and fit preprocessing."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    file, target = spec.source.path, spec.target.column
+    checks = result.check_dicts()
+    kept = result.kept
+    _check_enough_rows(spec, kept, result.quarantined, checks)
+    positive = str(spec.target.positive)
+    positives = kept_targets.get(positive, 0)
+    if positives in (0, kept):
+        found = ", ".join(f"{v!r} ({n} rows)" for v, n in sorted(
+            kept_targets.items(), key=lambda item: (-item[1], item[0])))
         raise StageFailure(
-            f"{file}, column {spec.target.column!r}: rule 'both classes present' failed: "
+            f"{file}, column {target!r}: rule 'both classes present' failed: "
             f"every kept row has the same label (values: {found}; target.positive is "
-            f"{str(spec.target.positive)!r}); check target.positive against the values in "
+            f"{positive!r}); check target.positive against the values in "
             "the data, or add rows of the other class", checks)
-    clean[SPLIT_COLUMN] = assign_split(len(clean), spec.split.seed, spec.split.test_fraction,
-                                       spec.split.validation_fraction)
+    codes = split_codes(kept, spec.split.seed, spec.split.test_fraction,
+                        spec.split.validation_fraction)
+    train = codes == 0
+    names = pa.array(SPLIT_NAMES, pa.string())
+    distinct: dict[str, set[str]] = {col: set() for col in spec.categorical_columns}
+    schema = _clean_schema(spec).append(pa.field(LABEL_COLUMN, pa.float32())).append(
+        pa.field(SPLIT_COLUMN, pa.string()))
+    with FrameWriter(store, schema) as out:
+        start = 0
+        for batch in pq.ParquetFile(clean_path).iter_batches(batch_size=rows_per_batch):
+            table = pa.Table.from_batches([batch])
+            n = table.num_rows
+            table = table.append_column(LABEL_COLUMN, pc.cast(
+                pc.equal(table[target], positive), pa.float32()))
+            table = table.append_column(SPLIT_COLUMN, pc.take(names, codes[start:start + n]))
+            in_train = pa.array(train[start:start + n])
+            for col in distinct:
+                values = pc.unique(pc.drop_null(table[col].filter(in_train)))
+                distinct[col].update(values.to_pylist())
+            out.write(table)
+            start += n
+            progress(lambda s, start=start: f"labelled and split {start:,} of {kept:,} rows")
+        features = out.close()
+
+    clean_file = pq.ParquetFile(clean_path)
+
+    def numeric(col: str) -> np.ndarray:
+        values = clean_file.read(columns=[col]).column(0).to_numpy(zero_copy_only=False)
+        return np.asarray(values, dtype="float64")[train]
+
     try:
-        params = fit_preprocessing(clean[clean[SPLIT_COLUMN] == "train"], spec)
+        params = preprocessing_params(spec, numeric, lambda col: distinct[col])
     except InputError as exc:
+        features.path.unlink(missing_ok=True)
         raise StageFailure(str(exc), checks) from None
-    counts = clean[SPLIT_COLUMN].value_counts().to_dict()
-    rows = {"train": int(counts.get("train", 0)), "val": int(counts.get("val", 0)),
-            "test": int(counts.get("test", 0)), "quarantined": len(result.quarantine)}
+    counts = np.bincount(codes, minlength=3)
+    rows = {"train": int(counts[0]), "val": int(counts[1]), "test": int(counts[2]),
+            "quarantined": result.quarantined}
     return StageResult(
         kind="validated_features",
-        frames={"features": clean, "quarantine": result.quarantine},
+        frames={"features": features, "quarantine": quarantine},
         files={"preprocess.json": canonical_json(params),
                "validation.json": canonical_json(checks)},
-        info={"rows": rows, "target": spec.target.column, "positive": str(spec.target.positive)},
-        metadata={"rows": len(clean), "quarantined_rows": len(result.quarantine),
+        info={"rows": rows, "target": target, "positive": positive},
+        metadata={"rows": kept, "quarantined_rows": result.quarantined,
                   "failed_fraction": round(result.failed_fraction, 6),
                   "splits": rows, "columns": len(spec.columns),
-                  "positive_rate": round(float(clean[LABEL_COLUMN].mean()), 4)},
+                  "positive_rate": round(positives / kept, 4)},
         checks=checks,
     )
+
+
+def _clean_schema(spec: DatasetSpec) -> pa.Schema:
+    """The kept rows' columns: row number, target (text), features typed by the spec."""
+    import pyarrow as pa
+
+    return pa.schema([(ROW_COLUMN, pa.int64()), (spec.target.column, pa.string())] + [
+        (col, pa.float64() if cs.type == "numeric" else pa.string())
+        for col, cs in spec.columns.items()])
+
+
+def _quarantine_schema(source: pa.Schema) -> pa.Schema:
+    """The quarantined rows' columns: row number, the source's columns, the reasons."""
+    import pyarrow as pa
+
+    return pa.schema([pa.field(ROW_COLUMN, pa.int64()), *source,
+                      pa.field("__reasons", pa.string())])
 
 
 def _check_enough_rows(spec: DatasetSpec, kept: int, quarantined: int, checks: list) -> None:
@@ -86,16 +244,21 @@ def _check_enough_rows(spec: DatasetSpec, kept: int, quarantined: int, checks: l
         "split; add rows to the source", checks)
 
 
-def _with_labelled_rows(frame, labelled, fmt: str):
-    """Append labelled production rows in the source's representation (text for CSV)."""
+def _with_labelled_rows(batches: Iterator[pd.DataFrame], labelled: pd.DataFrame,
+                        schema: pa.Schema, fmt: str) -> Generator[pd.DataFrame]:
+    """The source's batches, then the labelled production rows in the source's shape.
+
+    The source's columns (missing ones empty), as text for CSV.
+    """
     import pandas as pd
 
+    yield from batches
     if fmt == "csv":
         labelled = labelled.astype(object).where(labelled.notna(), None)
         labelled = labelled.map(lambda v: v if v is None else (
             str(int(v)) if isinstance(v, float) and v.is_integer() else str(v)))
-    return pd.concat([frame, labelled[[c for c in labelled.columns if c in frame.columns]]],
-                     ignore_index=True)
+    yield pd.DataFrame({name: labelled[name] if name in labelled.columns else None
+                        for name in schema.names}, index=pd.RangeIndex(len(labelled)))
 
 
 def load_params(store: ArtifactStore, features: Manifest) -> dict:
