@@ -8,14 +8,15 @@ path as one that never stopped.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pipelines.features import encode, labels
+from pipelines.features import LABEL_COLUMN, encode, labels
 
 if TYPE_CHECKING:
+    import numpy as np
     import pandas as pd
     import torch
 
@@ -24,6 +25,12 @@ if TYPE_CHECKING:
 EpochCallback = Callable[[dict[str, Any]], None]
 # Within an epoch, progress is reported at most this often (seconds).
 PROGRESS_EVERY_S = 10.0
+# Validation rows per forward pass. A fixed count, never one derived from the memory
+# budget: per-row logits may depend on how many rows share a matrix product, and the
+# validation loss steers early stopping, so the weights must not depend on the budget.
+EVAL_ROWS = 65_536
+# What one touched row of an on-disk array is taken to cost in mapped memory (a page).
+_PAGE_BYTES = 4096
 
 
 @dataclass(frozen=True)
@@ -130,13 +137,298 @@ class TrainResult:
     samples_per_second: float
 
 
-def _tensors(frame: pd.DataFrame, params: dict[str, Any], device: str) -> tuple[Any, Any, Any]:
-    import torch
+@dataclass
+class EncodedRows:
+    """One split as the model reads it, in stored row order.
 
+    ``numeric`` holds the raw numbers (float32, NaN kept: the model imputes),
+    ``categories`` the category indices of `pipelines.features.encode` (vocabulary
+    position + 1, 0 for missing or unseen), ``labels`` the float32 labels. The arrays are
+    in memory, or read-only views of files on disk (``maps`` holds their memory maps):
+    training then reads one minibatch at a time from them and, after every
+    ``mapped_limit`` bytes read, unmaps what it read so the process does not keep the
+    files resident.
+    """
+
+    numeric: np.ndarray
+    categories: np.ndarray
+    labels: np.ndarray
+    maps: tuple[Any, ...] = ()
+    mapped_limit: int = 64 << 20
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    @property
+    def on_disk(self) -> bool:
+        return bool(self.maps)
+
+    def release(self) -> None:
+        """Drop the pages read so far from this process's memory (on-disk arrays only).
+
+        The file's pages stay in the kernel's page cache, so reading them again is cheap;
+        without this every page an epoch touches would count as this process's memory.
+        """
+        import mmap
+
+        if hasattr(mmap, "MADV_DONTNEED"):
+            for m in self.maps:
+                m.madvise(mmap.MADV_DONTNEED)
+
+
+def encoded_row_bytes(params: dict[str, Any]) -> int:
+    """Bytes one row of `EncodedRows` takes in memory.
+
+    Category indices are int64 there, as the model takes them (on disk they are int32,
+    widened a minibatch at a time).
+    """
+    return 4 * len(params["numeric"]) + 8 * len(params["categorical"]) + 4
+
+
+def encode_rows(frame: pd.DataFrame, params: dict[str, Any]) -> EncodedRows:
+    """A whole frame (with its label column) encoded in memory."""
     num, cat = encode(frame, params)
-    y = labels(frame)
-    return (torch.from_numpy(num).to(device), torch.from_numpy(cat).to(device),
-            torch.from_numpy(y).to(device))
+    return EncodedRows(num, cat, labels(frame))
+
+
+def _category_indices(values: pd.Series, index: dict[str, int]) -> np.ndarray:
+    """`encode`'s category indices of one column.
+
+    A categorical column maps each of its categories once and takes the indices by code
+    (code -1, missing, picks the trailing 0).
+    """
+    import numpy as np
+    import pandas as pd
+
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        lookup = np.array([index.get(v, 0) for v in values.cat.categories] + [0],
+                          dtype=np.int64)
+        return lookup[values.cat.codes.to_numpy()]
+    return values.map(lambda v: index.get(v, 0)).to_numpy("int64")
+
+
+def encode_batches(batches: Iterable[pd.DataFrame], params: dict[str, Any], rows: int, *,
+                   folder: Path | None = None, mapped_limit: int = 64 << 20) -> EncodedRows:
+    """A split arriving in batches, encoded as `encode` and `labels` encode the whole split.
+
+    The arrays of ``rows`` rows are allocated (or their files opened) first and filled
+    batch by batch.
+
+    Args:
+        batches: The split's batches in order, with the model's columns and the label;
+            text columns may be plain strings or pandas categoricals.
+        params: The fitted preprocessing.
+        rows: How many rows the batches hold together (the arrays are allocated first).
+        folder: Where to write the arrays as files, read back through memory maps; None
+            keeps them in memory.
+        mapped_limit: See `EncodedRows`.
+
+    Raises:
+        ValueError: the batches hold a different number of rows.
+    """
+    import numpy as np
+
+    num_cols = list(params["numeric"])
+    indices = [(col, {v: i + 1 for i, v in enumerate(vocab)})
+               for col, vocab in params["categorical"].items()]
+    shapes = {"numeric": ((rows, len(num_cols)), np.float32),
+              "categories": ((rows, len(indices)), np.int32 if folder else np.int64),
+              "labels": ((rows,), np.float32)}
+    if folder is None:
+        arrays = {name: np.empty(shape, dtype) for name, (shape, dtype) in shapes.items()}
+        files = None
+    else:
+        # Written front to back with plain writes: writing through a memory map would make
+        # every page written part of this process's resident memory.
+        folder.mkdir(parents=True, exist_ok=True)
+        files = {name: open(folder / f"{name}.bin", "wb") for name in shapes}
+    start = 0
+    try:
+        for batch in batches:
+            n = len(batch)
+            if start + n > rows:
+                raise ValueError(f"the split holds more than the {rows} rows counted for it")
+            num = batch[num_cols].to_numpy(dtype="float32") if num_cols else None
+            cat = np.empty((n, len(indices)), dtype=shapes["categories"][1])
+            for j, (col, index) in enumerate(indices):
+                cat[:, j] = _category_indices(batch[col], index)
+            y = batch[LABEL_COLUMN].to_numpy(dtype="float32")
+            if files is None:
+                if num is not None:
+                    arrays["numeric"][start : start + n] = num
+                arrays["categories"][start : start + n] = cat
+                arrays["labels"][start : start + n] = y
+            else:
+                if num is not None:
+                    np.ascontiguousarray(num).tofile(files["numeric"])
+                cat.tofile(files["categories"])
+                np.ascontiguousarray(y).tofile(files["labels"])
+            start += n
+    finally:
+        for f in (files or {}).values():
+            f.close()
+    if start != rows:
+        raise ValueError(f"the split holds {start} rows, not the {rows} counted for it")
+    if files is None:
+        return EncodedRows(arrays["numeric"], arrays["categories"], arrays["labels"])
+    assert folder is not None
+    maps, views = [], {}
+    for name, (shape, dtype) in shapes.items():
+        view, mapped = _map_file(folder / f"{name}.bin", shape, dtype)
+        views[name] = view
+        maps += [mapped] if mapped is not None else []
+    # (No rows at all leaves nothing mapped: such arrays are plain empty ones in memory.)
+    return EncodedRows(views["numeric"], views["categories"], views["labels"],
+                       maps=tuple(maps), mapped_limit=mapped_limit)
+
+
+def _map_file(path: Path, shape: tuple[int, ...], dtype: Any) -> tuple[np.ndarray, Any]:
+    """A read-only array over a file, and its memory map.
+
+    An empty file cannot be mapped: it gives an empty array in memory and no map.
+    """
+    import mmap
+
+    import numpy as np
+
+    if path.stat().st_size == 0:
+        return np.zeros(shape, dtype=dtype), None
+    with open(path, "rb") as f:
+        mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    return np.frombuffer(mapped, dtype=dtype).reshape(shape), mapped
+
+
+class SeededSample:
+    """A seeded sample of a frame's rows, gathered while its batches stream past.
+
+    It holds what ``frame.sample(n=size, random_state=seed).reset_index(drop=True)``
+    gives for a frame of ``total`` rows. pandas draws the positions with
+    ``numpy.random.RandomState(seed).choice(total, size, replace=False)`` and returns the
+    rows in the order drawn; this draws the same and puts the gathered rows in that order.
+    Categorical text columns come back as plain strings (None for missing), as a
+    whole-frame read gives them.
+    """
+
+    def __init__(self, total: int, size: int, seed: int, columns: list[str]):
+        import numpy as np
+
+        picks = np.random.RandomState(seed).choice(total, size=size, replace=False)
+        self._slots = np.argsort(picks, kind="stable")  # draw order of each sorted position
+        self._positions = picks[self._slots]
+        self._columns = columns
+        self._pieces: list[pd.DataFrame] = []
+        self._seen = 0
+
+    def add(self, batch: pd.DataFrame) -> None:
+        """Take the drawn rows among the next ``len(batch)`` rows."""
+        import numpy as np
+
+        lo, hi = np.searchsorted(self._positions, [self._seen, self._seen + len(batch)])
+        if hi > lo:
+            piece = batch.iloc[self._positions[lo:hi] - self._seen][self._columns]
+            self._pieces.append(_plain_text(piece))
+        self._seen += len(batch)
+
+    def frame(self) -> pd.DataFrame:
+        """The sample, in the order drawn.
+
+        Raises:
+            ValueError: the batches did not hold every drawn position.
+        """
+        import numpy as np
+        import pandas as pd
+
+        rows = pd.concat(self._pieces, ignore_index=True) if self._pieces else None
+        if rows is None or len(rows) != len(self._positions):
+            raise ValueError(f"the batches held {self._seen} rows, too few for the sample")
+        where = np.empty_like(self._slots)
+        where[self._slots] = np.arange(len(self._slots))
+        return rows.iloc[where].reset_index(drop=True)
+
+
+def _plain_text(frame: pd.DataFrame) -> pd.DataFrame:
+    import pandas as pd
+
+    frame = frame.copy()
+    for col in frame.columns:
+        values = frame[col]
+        if isinstance(values.dtype, pd.CategoricalDtype):
+            frame[col] = values.astype(object).where(values.notna(), None)
+    return frame
+
+
+class _Feed:
+    """Minibatches and validation chunks of one split as the model's input tensors.
+
+    In-memory rows go to the device once; on-disk rows are gathered a minibatch at a time
+    (the same rows in the same order, so the same tensors reach the model).
+    """
+
+    def __init__(self, rows: EncodedRows, device: str):
+        import torch
+
+        self.rows, self.device = rows, device
+        self.has_cat = rows.categories.shape[1] > 0
+        self._touched = 0
+        if not rows.on_disk:
+            self._num = torch.from_numpy(rows.numeric).to(device)
+            self._cat = torch.from_numpy(rows.categories).to(device, torch.int64)
+            self._y = torch.from_numpy(rows.labels).to(device)
+
+    def order(self, generator: torch.Generator) -> torch.Tensor:
+        """The epoch's permutation (on the device when the rows are)."""
+        import torch
+
+        order = torch.randperm(len(self.rows), generator=generator)
+        return order if self.rows.on_disk else order.to(self.device)
+
+    def take(self, idx: torch.Tensor) -> tuple[Any, Any, Any]:
+        """(numeric, categories or None, labels) of the rows ``idx``, in that order."""
+        if not self.rows.on_disk:
+            return self._num[idx], self._cat[idx] if self.has_cat else None, self._y[idx]
+        picks = idx.numpy()
+        arrays = self._tensors(self.rows.numeric[picks], self.rows.categories[picks],
+                               self.rows.labels[picks])
+        # A gathered row touches a page of each array.
+        self._touch(len(picks) * 3 * _PAGE_BYTES)
+        return arrays
+
+    def chunk(self, start: int, stop: int) -> tuple[Any, Any, Any]:
+        """The rows ``start:stop`` in order."""
+        if not self.rows.on_disk:
+            return (self._num[start:stop], self._cat[start:stop] if self.has_cat else None,
+                    self._y[start:stop])
+        r = self.rows
+        arrays = self._tensors(r.numeric[start:stop], r.categories[start:stop],
+                               r.labels[start:stop])
+        self._touch((stop - start) * (r.numeric.itemsize * r.numeric.shape[1]
+                                      + r.categories.itemsize * r.categories.shape[1] + 4))
+        return arrays
+
+    def labels(self) -> torch.Tensor:
+        import numpy as np
+        import torch
+
+        if not self.rows.on_disk:
+            return self._y
+        return torch.from_numpy(np.array(self.rows.labels)).to(self.device)
+
+    def _tensors(self, num: np.ndarray, cat: np.ndarray, y: np.ndarray) -> tuple[Any, Any, Any]:
+        import numpy as np
+        import torch
+
+        # Copies: the arrays may be read-only views of a file, which torch cannot wrap.
+        d = self.device
+        return (torch.from_numpy(np.array(num, order="C")).to(d),
+                torch.from_numpy(np.array(cat, order="C")).to(d, torch.int64)
+                if self.has_cat else None,
+                torch.from_numpy(np.array(y, order="C")).to(d))
+
+    def _touch(self, nbytes: int) -> None:
+        self._touched += nbytes
+        if self._touched >= self.rows.mapped_limit:
+            self.rows.release()
+            self._touched = 0
 
 
 def _auc(y: Any, score: Any) -> float:
@@ -153,8 +445,8 @@ def _auc(y: Any, score: Any) -> float:
 
 
 def train(
-    train_frame: pd.DataFrame,
-    val_frame: pd.DataFrame,
+    train_rows: pd.DataFrame | EncodedRows,
+    val_rows: pd.DataFrame | EncodedRows,
     params: dict[str, Any],
     cfg: TrainingSpec,
     *,
@@ -166,9 +458,11 @@ def train(
 ) -> TrainResult:
     """Train with early stopping on validation loss, checkpointing after every epoch.
 
-    A checkpoint left by an interrupted run with the same ``checkpoint_dir`` is resumed.
-    ``on_epoch`` gets each epoch's losses; ``on_progress``, inside a long epoch, where it is
-    (at most every `PROGRESS_EVERY_S` seconds).
+    The splits are frames (encoded here, in memory) or `EncodedRows`, in memory or on
+    disk: every form gives the same weights. A checkpoint left by an interrupted run with
+    the same ``checkpoint_dir`` is resumed. ``on_epoch`` gets each epoch's losses;
+    ``on_progress``, inside a long epoch, where it is (at most every `PROGRESS_EVERY_S`
+    seconds).
     """
     import time
 
@@ -180,9 +474,11 @@ def train(
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate,
                             weight_decay=cfg.weight_decay)
     loss_fn = torch.nn.BCEWithLogitsLoss()
-    xn, xc, y = _tensors(train_frame, params, device)
-    vn, vc, vy = _tensors(val_frame, params, device)
-    has_cat = xc.shape[1] > 0
+    data = _Feed(train_rows if isinstance(train_rows, EncodedRows)
+                 else encode_rows(train_rows, params), device)
+    val = _Feed(val_rows if isinstance(val_rows, EncodedRows)
+                else encode_rows(val_rows, params), device)
+    vy = val.labels()
 
     start_epoch, history, bad_epochs = 0, [], 0
     best_loss, best_state, best_epoch = float("inf"), None, -1
@@ -205,14 +501,15 @@ def train(
             break
         gen = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
         torch.manual_seed(cfg.seed * 100_003 + epoch)
-        order = torch.randperm(len(y), generator=gen).to(device)
+        order = data.order(gen)
         model.train()
         total = 0.0
         for i in range(0, len(order), cfg.batch_size):
             idx = order[i : i + cfg.batch_size]
+            xn, xc, y = data.take(idx)
             opt.zero_grad()
-            logits = model(xn[idx], xc[idx] if has_cat else None)
-            loss = loss_fn(logits, y[idx])
+            logits = model(xn, xc)
+            loss = loss_fn(logits, y)
             loss.backward()
             opt.step()
             total += float(loss.detach()) * len(idx)
@@ -223,9 +520,10 @@ def train(
                                      seen / (reported - clock)))
         model.eval()
         with torch.no_grad():
-            v_logits = model(vn, vc if has_cat else None)
+            v_logits = torch.cat([model(*val.chunk(s, s + EVAL_ROWS)[:2])
+                                  for s in range(0, len(vy), EVAL_ROWS)])
             val_loss = float(loss_fn(v_logits, vy))
-        row = {"epoch": epoch, "train_loss": total / len(y), "val_loss": val_loss,
+        row = {"epoch": epoch, "train_loss": total / len(order), "val_loss": val_loss,
                "val_auc": _auc(vy.cpu().numpy(), v_logits.cpu().numpy())}
         history.append(row)
         if val_loss < best_loss - 1e-6:

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from pipelines.spec import SearchSpaceSpec, TrainingSpec, TuningSpec
+    from pipelines.training import EncodedRows
 
 HEARTBEAT_S = 5
 GRACE_S = 15
@@ -186,12 +187,17 @@ class _Heartbeat:
         self._thread.join()
 
 
-def run_study(study: optuna.Study, rdb: optuna.storages.RDBStorage, train_rows: pd.DataFrame,
-              val_rows: pd.DataFrame, params: dict[str, Any], base: TrainingSpec,
-              cfg: TuningSpec, *, threads: int, device: str = "cpu",
-              log_trial: TrialLogger | None = None,
+def run_study(study: optuna.Study, rdb: optuna.storages.RDBStorage,
+              train_rows: pd.DataFrame | EncodedRows, val_rows: pd.DataFrame | EncodedRows,
+              params: dict[str, Any], base: TrainingSpec, cfg: TuningSpec, *, threads: int,
+              device: str = "cpu", log_trial: TrialLogger | None = None,
               poll_s: float = 1.0) -> None:
-    """Run trials until the study holds ``cfg.n_trials`` finished (complete or pruned) ones."""
+    """Run trials until the study holds ``cfg.n_trials`` finished (complete or pruned) ones.
+
+    The splits are frames or `pipelines.training.EncodedRows` (in memory or on disk), as
+    `pipelines.training.train` takes them: frames are encoded again by every trial,
+    encoded rows are shared by all trials.
+    """
     import optuna
     from optuna.trial import TrialState
 

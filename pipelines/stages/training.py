@@ -7,23 +7,96 @@ is kept as the reference for drift monitoring.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipelines.architectures import user_code
-from pipelines.artifacts import StageResult, read_splits
+from pipelines.artifacts import StageResult, iter_frame
 from pipelines.export import export_predictor
 from pipelines.features import LABEL_COLUMN, SPLIT_COLUMN
 from pipelines.hashing import canonical_json
+from pipelines.resources import batch_rows, memory_budget
 from pipelines.spec import DatasetSpec, TrainingSpec
 from pipelines.stages.features import load_params
 from pipelines.store import ArtifactStore, Manifest
-from pipelines.training import build_model, model_settings, pick_device, train, weights_bytes
+from pipelines.training import (
+    EncodedRows,
+    SeededSample,
+    build_model,
+    encode_batches,
+    encoded_row_bytes,
+    model_settings,
+    pick_device,
+    train,
+    weights_bytes,
+)
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+# The encoded splits stay in memory while they take at most this share of the memory
+# budget; larger, they go to files read a minibatch at a time.
+RESIDENT_SHARE = 0.5
+# Of the budget, what reading on-disk splits may keep mapped before it is let go.
+MAPPED_SHARE = 0.25
 
 
-def search(spec: DatasetSpec, train_rows: Any, val_rows: Any, params: dict[str, Any], *,
+@dataclass(frozen=True)
+class TrainingData:
+    """The train and validation splits encoded for the model, and the reference sample."""
+
+    train: EncodedRows
+    val: EncodedRows
+    reference: pd.DataFrame
+
+
+def read_bytes_per_row(spec: DatasetSpec) -> int:
+    """Bytes one features row costs while a batch of them is read and encoded.
+
+    That is the Arrow batch (text as strings, ~24 bytes a value with its offset), its
+    filtered copy, the pandas batch (text as category codes) and the encoded row.
+    """
+    n_num, n_text = len(spec.numeric_columns), len(spec.categorical_columns)
+    return 2 * (8 * n_num + 24 * n_text + 16) + 4 * n_num + 8 * n_text + 4
+
+
+def encode_splits(spec: DatasetSpec, store: ArtifactStore, features: Manifest,
+                  params: dict[str, Any], *, budget: int, scratch: Path) -> TrainingData:
+    """Read the train and validation splits in batches and encode them for the model.
+
+    Both stay in memory while they fit in `RESIDENT_SHARE` of ``budget``; otherwise they
+    are written under ``scratch`` and read from there. The reference sample (the rows
+    ``train.sample(n=reference_rows, random_state=seed)`` gives) is gathered on the way.
+    Neither the budget nor the form changes what training computes from them.
+    """
+    counts = features.info["rows"]
+    rows = {"train": int(counts["train"]), "val": int(counts["val"])}
+    on_disk = (rows["train"] + rows["val"]) * encoded_row_bytes(params) > budget * RESIDENT_SHARE
+    columns = [*spec.columns, LABEL_COLUMN]
+    size = batch_rows(budget, read_bytes_per_row(spec))
+    # The final fit's settings (`trial_config`) keep the spec's seed and reference_rows.
+    cfg = spec.training
+    sample = SeededSample(rows["train"], min(cfg.reference_rows, rows["train"]), cfg.seed,
+                          list(spec.columns))
+
+    def batches(split: str) -> Iterator[pd.DataFrame]:
+        for batch in iter_frame(store, features, "features", batch_rows=size, columns=columns,
+                                where=(SPLIT_COLUMN, split), categories=True):
+            if split == "train":
+                sample.add(batch)
+            yield batch
+
+    encoded = {split: encode_batches(batches(split), params, rows[split],
+                                     folder=scratch / split if on_disk else None,
+                                     mapped_limit=int(budget * MAPPED_SHARE))
+               for split in ("train", "val")}
+    return TrainingData(encoded["train"], encoded["val"], sample.frame())
+
+
+def search(spec: DatasetSpec, train_rows: EncodedRows, val_rows: EncodedRows,
+           params: dict[str, Any], *,
            study_url: str, study_name: str, threads: int, device: str,
            log: Any = None) -> tuple[TrainingSpec, dict[str, Any]]:
     """Run (or resume) the study; returns the final settings and the study summary."""
@@ -68,34 +141,43 @@ def build_trained_weights(
             otherwise a study runs when the spec asks for one.
         log: A `pipelines.tracking.TrainingLog` (or None) for trials and the final fit.
     """
+    import shutil
+    import tempfile
+
     from pipelines.tuning import trial_config
 
     params = load_params(store, features)
-    # Each split alone, with the columns training reads: the test rows never enter memory.
-    columns = [*spec.columns, LABEL_COLUMN, SPLIT_COLUMN]
-    train_rows, val_rows = read_splits(store, features, "features", ("train", "val"),
-                                       by=SPLIT_COLUMN, columns=columns)
-    device = pick_device(device)
-    study: dict[str, Any] = {}
-    cfg = spec.training
-    if best_params is not None:
-        cfg = trial_config(best_params, spec.training)
-    elif spec.tuning.n_trials > 0:
-        if not study_url or not study_name:
-            raise ValueError("tuning needs study storage (study_url) and a study name")
-        cfg, study = search(spec, train_rows, val_rows, params, study_url=study_url,
-                            study_name=study_name, threads=threads, device=device, log=log)
-    with user_code(cfg.model, "training"):
-        result = train(train_rows, val_rows, params, cfg, threads=threads, device=device,
-                       checkpoint_dir=checkpoint_dir, on_epoch=on_epoch,
-                       on_progress=on_progress)
+    # Encoded splits too large for memory go to a scratch folder beside the checkpoints:
+    # removed below, and with the whole folder once a run (or its retry) has its result.
+    checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix="encoded-", dir=checkpoint_dir))
+    try:
+        # Only the train and validation rows are read, a batch at a time.
+        data = encode_splits(spec, store, features, params, budget=memory_budget(spec),
+                             scratch=scratch)
+        device = pick_device(device)
+        study: dict[str, Any] = {}
+        cfg = spec.training
+        if best_params is not None:
+            cfg = trial_config(best_params, spec.training)
+        elif spec.tuning.n_trials > 0:
+            if not study_url or not study_name:
+                raise ValueError("tuning needs study storage (study_url) and a study name")
+            cfg, study = search(spec, data.train, data.val, params, study_url=study_url,
+                                study_name=study_name, threads=threads, device=device, log=log)
+        with user_code(cfg.model, "training"):
+            result = train(data.train, data.val, params, cfg, threads=threads, device=device,
+                           checkpoint_dir=checkpoint_dir, on_epoch=on_epoch,
+                           on_progress=on_progress)
+        reference = data.reference
+        del data
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
     model = build_model(params, cfg.model, model_settings(cfg))
     model.load_state_dict(result.state_dict)
     model.eval()
     with user_code(cfg.model, "exporting to ONNX"):
         onnx_model = export_predictor(model, params)
-    reference = train_rows[[*spec.columns]].sample(
-        n=min(cfg.reference_rows, len(train_rows)), random_state=cfg.seed).reset_index(drop=True)
     best = result.history[result.best_epoch]
     chosen = study.get("best_params", best_params)
     summary = {"best_epoch": result.best_epoch, "epochs_run": len(result.history),
