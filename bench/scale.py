@@ -205,10 +205,12 @@ def child(spec: Path, home: Path) -> int:
     with watcher:
         result = job.execute_in_process(instance=instance, raise_on_error=False, run_id=run_id)
     wall = time.perf_counter() - start
-    seconds, cache = {}, {}
+    seconds, cache, epochs = {}, {}, None
     for event in result.get_asset_materialization_events():
         meta = {k: v.value for k, v in event.materialization.metadata.items()}
         stage = event.asset_key.path[-1]
+        if stage == "trained_weights" and "epochs_run" in meta:
+            epochs = int(meta["epochs_run"])
         if "seconds" in meta:
             seconds[stage], cache[stage] = float(meta["seconds"]), str(meta.get("cache", ""))
     for stat in instance.get_run_step_stats(run_id):
@@ -218,7 +220,8 @@ def child(spec: Path, home: Path) -> int:
     rss = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
               resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
     emit({"event": "done", "success": result.success, "wall_s": wall, "seconds": seconds,
-          "cache": cache, "failure": watcher.failure, "self_maxrss_kb": rss})
+          "cache": cache, "failure": watcher.failure, "self_maxrss_kb": rss,
+          "epochs_run": epochs})
     return 0 if result.success else 1
 
 
@@ -297,6 +300,8 @@ class Run:
     peak_rss: float = 0.0  # bytes
     running: str = ""  # the step it was in when stopped
     message: str = ""
+    epochs_cap: int | None = None  # training.epochs as capped by --epochs-from
+    epochs_run: int | None = None
 
 
 def run_child(rows: int, kind: str, spec: Path, home: Path, time_limit: float,
@@ -399,6 +404,7 @@ def drain(events: queue.Queue, run: Run, running: set[str], label: str) -> None:
             print(f"[{label}] {ev['step']} FAILED: {ev['message']}", flush=True)
         elif kind == "done":
             run.wall_s = ev["wall_s"]
+            run.epochs_run = ev.get("epochs_run")
             run.seconds.update(ev["seconds"])
             run.cache.update(ev["cache"])
             if not ev["success"]:
@@ -407,25 +413,28 @@ def drain(events: queue.Queue, run: Run, running: set[str], label: str) -> None:
             running.clear()
 
 
-def write_spec(csv_path: Path, dest: Path) -> Path:
+def write_spec(csv_path: Path, dest: Path, epochs: int | None = None) -> Path:
     import yaml
 
     spec = yaml.safe_load((REPO / "datasets" / f"{MODEL}.yaml").read_text())
     spec["source"]["path"] = str(csv_path.resolve())
+    if epochs is not None:
+        spec["training"]["epochs"] = epochs
     dest.parent.mkdir(parents=True, exist_ok=True)
     dest.write_text(yaml.safe_dump(spec, sort_keys=False))
     return dest
 
 
 def run_size(rows: int, csv_path: Path, work: Path, seed: int, time_limit: float,
-             threads: int) -> tuple[Run, Run | None]:
+             threads: int, epochs: int | None = None) -> tuple[Run, Run | None]:
     folder = work / "runs" / f"adult-{rows}-seed{seed}"
     if folder.exists():  # a fresh state each time: the first run computes every stage
         shutil.rmtree(folder)
-    spec = write_spec(csv_path, folder / f"{MODEL}.yaml")
+    spec = write_spec(csv_path, folder / f"{MODEL}.yaml", epochs)
     home = folder / "state"
     home.mkdir(parents=True)
     first = run_child(rows, "first", spec, home, time_limit, threads)
+    first.epochs_cap = epochs
     if first.status != "ok":
         return first, None
     noop = run_child(rows, "no-op", spec, home, time_limit, threads)
@@ -456,6 +465,13 @@ def stage_seconds(run: Run, stage: str) -> float | None:
     return sum(run.seconds.values()) if stage == "total" else run.seconds.get(stage)
 
 
+def per_epoch(run: Run) -> float | None:
+    """Training seconds per epoch run: the fair growth figure when sizes stop early at
+    different epochs (or are capped)."""
+    seconds = run.seconds.get("trained_weights")
+    return seconds / run.epochs_run if seconds is not None and run.epochs_run else None
+
+
 def report(results: list[tuple[Run, Run | None]]) -> None:
     chain = stages()
     sizes = [first.rows for first, _ in results]
@@ -470,6 +486,10 @@ def report(results: list[tuple[Run, Run | None]]) -> None:
     for stage in chain:
         line(stage, [fmt(first.seconds.get(stage)) for first, _ in results])
     line("total (stages)", [fmt(sum(first.seconds.values())) for first, _ in results])
+    line("training epochs run (cap)", [
+        f"{first.epochs_run if first.epochs_run is not None else '-'}"
+        f"{f' ({first.epochs_cap})' if first.epochs_cap else ''}" for first, _ in results])
+    line("trained_weights per epoch", [fmt(per_epoch(first)) for first, _ in results])
     line("job wall", [fmt(first.wall_s) for first, _ in results])
     line("process wall (with imports)", [fmt(first.process_s) for first, _ in results])
     line("peak RSS (MB)", [fmt(first.peak_rss / 1e6, 0) for first, _ in results])
@@ -496,6 +516,9 @@ def report(results: list[tuple[Run, Run | None]]) -> None:
             cells = [fmt(ratio(stage_seconds(b, stage), stage_seconds(a, stage)))
                      for (a, _), (b, _) in pairs]
             print(f"{stage:<28}" + "".join(f"{c:>{width * 2}}" for c in cells))
+        cells = [fmt(ratio(per_epoch(b), per_epoch(a))) for (a, _), (b, _) in pairs]
+        print(f"{'trained_weights per epoch':<28}" + "".join(f"{c:>{width * 2}}"
+                                                            for c in cells))
 
     print("\ntargets")
     for first, _ in results:
@@ -542,6 +565,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="seconds each run of the job may take before it is stopped and "
                         "reported where it was (default 14400)")
     parser.add_argument("--threads", type=int, default=1, help="TIDELINE_THREADS (default 1)")
+    parser.add_argument("--epochs-from", metavar="ROWS:EPOCHS[,ROWS:EPOCHS]", default="",
+                        help="cap training.epochs at EPOCHS for sizes of ROWS and more (e.g. "
+                        "3000000:2,30000000:1): the spec's 40 epochs take hours at millions "
+                        "of rows on a small machine; the report shows the cap per size")
     parser.add_argument("--child", nargs=2, metavar=("SPEC", "HOME"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
@@ -561,13 +588,18 @@ def main(argv: list[str] | None = None) -> int:
               "commas, such as 30000,300000", file=sys.stderr)
         return 2
     spec = yaml.safe_load((REPO / "datasets" / f"{MODEL}.yaml").read_text())
+    caps = sorted(tuple(map(int, c.split(":"))) for c in args.epochs_from.split(",")
+                  if c.strip())
     work = args.work.resolve()
     results: list[tuple[Run, Run | None]] = []
     for rows in sizes:
         print(f"\n== {rows:,} rows", flush=True)
         csv_path = generate(source, spec, rows, args.seed, data_file(work, rows, args.seed))
+        epochs = next((e for r, e in reversed(caps) if rows >= r), None)
+        if epochs is not None:
+            print(f"training.epochs capped at {epochs} (--epochs-from)", flush=True)
         results.append(run_size(rows, csv_path, work, args.seed, args.time_limit,
-                                args.threads))
+                                args.threads, epochs))
     report(results)
     out = work / "results" / f"scale-{time.strftime('%Y%m%dT%H%M%S')}.json"
     out.parent.mkdir(parents=True, exist_ok=True)

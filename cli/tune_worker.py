@@ -17,7 +17,6 @@ import sys
 
 def main(argv: list[str] | None = None) -> int:
     from pipelines.catalog import selected_spec
-    from pipelines.features import SPLIT_COLUMN
     from pipelines.paths import optuna_url, state_dir, store_root
     from pipelines.recipe import thread_count
     from pipelines.spec import load_spec
@@ -42,13 +41,15 @@ def main(argv: list[str] | None = None) -> int:
     spec = load_spec(args.spec) if args.spec else selected_spec(args.model)
     store = ArtifactStore(args.store or store_root(state))
     manifest = store.get_manifest(args.features)
-    import io
-
-    import pandas as pd
-
-    frame = pd.read_parquet(io.BytesIO(store.get_bytes(manifest.files["features"])))
     import os
+    import shutil
+    import tempfile
+    from pathlib import Path
 
+    from pipelines.resources import memory_budget
+    from pipelines.stages.training import encode_splits
+
+    params = load_params(store, manifest)
     study, rdb = open_study(args.storage or optuna_url(state), args.study, spec.tuning,
                             heartbeat_s=args.heartbeat, grace_s=args.grace,
                             worker=os.getpid())
@@ -57,9 +58,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"trial {record.number}: {record.state} val loss {record.value} "
               f"({record.epochs_run} epochs)", flush=True)
 
-    run_study(study, rdb, frame[frame[SPLIT_COLUMN] == "train"],
-              frame[frame[SPLIT_COLUMN] == "val"], load_params(store, manifest), spec.training,
-              spec.tuning, threads=thread_count(), log_trial=progress)
+    # The splits a batch at a time, within the memory budget, as the stage reads them.
+    scratch = Path(tempfile.mkdtemp(prefix="tune-worker-"))
+    try:
+        data = encode_splits(spec, store, manifest, params, budget=memory_budget(spec),
+                             scratch=scratch)
+        run_study(study, rdb, data.train, data.val, params, spec.training, spec.tuning,
+                  threads=thread_count(), log_trial=progress)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
     return 0
 
 
