@@ -6,14 +6,19 @@ candidate's training rows, stop early on its validation rows (boosting only), an
 its test rows, so a user sees at once whether the network earns its place. Every fitted
 parameter (medians, scales, vocabularies) comes from the training rows alone.
 
-Both fits are deterministic (fixed seed, no random subsampling, pinned thread count), so
-the card that holds their metrics has the same bytes on every run; how long each fit took
-is a fact of the run, reported beside the card and never stored in it.
+A split larger than ``BASELINE_MAX_TRAIN_ROWS`` rows is represented by a seeded sample of
+that many of its rows (the card says so); smaller splits are used whole. The cap is a
+constant, not a share of the memory budget, so the card is the same at any budget.
+
+Both fits are deterministic (fixed seeds, pinned thread count), so the card that holds
+their metrics has the same bytes on every run; how long each fit took is a fact of the
+run, reported beside the card and never stored in it.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +27,11 @@ if TYPE_CHECKING:
     import pandas as pd
 
 SEED = 0
+# The most training rows (and validation rows) a baseline is fitted on; a larger split is
+# represented by a seeded sample of this many rows, drawn with these seeds.
+BASELINE_MAX_TRAIN_ROWS = 1_000_000
+TRAIN_SAMPLE_SEED = 0
+VALIDATION_SAMPLE_SEED = 1
 # Histogram boosting: at most this many rounds, stopping once the validation loss has not
 # improved for ``PATIENCE`` rounds; categories beyond ``MAX_CATEGORIES`` (its bin limit)
 # share one code.
@@ -38,6 +48,30 @@ SETTINGS = {
               f"early stopping on the validation rows after {PATIENCE}); native missing "
               "values and categories",
 }
+
+
+@dataclass(frozen=True)
+class RowSample:
+    """How many of a split's rows the baselines are fitted on (all, or a seeded sample)."""
+
+    rows: int
+    of: int
+
+    @property
+    def sampled(self) -> bool:
+        return self.rows < self.of
+
+
+def describe(name: str, train: RowSample, validation: RowSample) -> str:
+    """The settings text of a baseline on the card, naming the samples it was fitted on."""
+    text = SETTINGS[name]
+    if train.sampled:
+        text += (f"; fitted on a seeded sample of {train.rows:,} of the {train.of:,} "
+                 "training rows")
+    if name == BOOSTING and validation.sampled:
+        text += (f"; early stopping on a seeded sample of {validation.rows:,} of the "
+                 f"{validation.of:,} validation rows")
+    return text
 
 
 @dataclass(frozen=True)
@@ -138,6 +172,144 @@ def _boosting_design(train: pd.DataFrame, numeric: list[str], categorical: list[
     return transform
 
 
+def gather_rows(batches: Iterable[pd.DataFrame], rows: int, *, numeric: list[str],
+                categorical: list[str], label: str, seed: int,
+                cap: int | None = None) -> tuple[pd.DataFrame, RowSample]:
+    """A split's rows for fitting, gathered from its batches: all, or a seeded sample.
+
+    All rows when there are at most ``cap``, else a seeded sample of ``cap`` of them; rows
+    stay in stored order. Only the sampled rows are kept, compactly: numerics as
+    float64 (what the fits read), categories as a pandas categorical (one small integer
+    per row), the label as stored.
+
+    Args:
+        batches: The split's rows in stored order, in batches of any size.
+        rows: How many rows the batches hold.
+        numeric: Numeric columns (kept as float64).
+        categorical: Categorical columns (kept as pandas categoricals).
+        label: The label column (kept as stored).
+        seed: The sample's seed.
+        cap: The most rows kept; default ``BASELINE_MAX_TRAIN_ROWS``.
+
+    Raises:
+        ValueError: The batches hold a different number of rows than ``rows``.
+    """
+    import numpy as np
+    import pandas as pd
+
+    cap = BASELINE_MAX_TRAIN_ROWS if cap is None else cap
+    keep = (None if rows <= cap
+            else np.sort(np.random.default_rng(seed).choice(rows, size=cap, replace=False)))
+    numbers: dict[str, list[np.ndarray]] = {c: [] for c in numeric}
+    labels: list[np.ndarray] = []
+    codes: dict[str, list[np.ndarray]] = {c: [] for c in categorical}
+    vocab: dict[str, dict[Any, int]] = {c: {} for c in categorical}
+    label_dtype = None
+    start = 0
+    for batch in batches:
+        n = len(batch)
+        if keep is not None:
+            lo, hi = np.searchsorted(keep, [start, start + n])
+            batch = batch.iloc[keep[lo:hi] - start]
+        start += n
+        for c in numeric:
+            numbers[c].append(batch[c].to_numpy(dtype="float64"))
+        labels.append(batch[label].to_numpy())
+        label_dtype = batch[label].dtype
+        for c in categorical:
+            values = batch[c]
+            cat = values.cat if isinstance(values.dtype, pd.CategoricalDtype) else \
+                values.astype("category").cat
+            # The batch's categories -> codes in one vocabulary across batches; -1 (the
+            # last entry) stays missing.
+            lookup = np.array([vocab[c].setdefault(v, len(vocab[c])) for v in cat.categories]
+                              + [-1], dtype=np.int32)
+            codes[c].append(lookup[cat.codes.to_numpy()])
+    if start != rows:
+        raise ValueError(f"expected {rows} rows to gather, read {start}")
+
+    def joined(parts: list[np.ndarray], dtype: Any) -> np.ndarray:
+        return np.concatenate(parts) if parts else np.zeros(0, dtype=dtype)
+
+    out = {c: joined(numbers[c], "float64") for c in numeric}
+    for c in categorical:
+        # Categories sorted, so the frame does not depend on where batches were cut.
+        names = sorted(vocab[c], key=str)
+        remap = np.empty(len(names) + 1, dtype=np.int32)
+        remap[-1] = -1
+        for new, value in enumerate(names):
+            remap[vocab[c][value]] = new
+        out[c] = pd.Categorical.from_codes(remap[joined(codes[c], np.int32)],
+                                           categories=names)
+    out[label] = joined(labels, label_dtype if label_dtype is not None else "float32")
+    frame = pd.DataFrame(out)
+    return frame, RowSample(len(frame), rows)
+
+
+@dataclass(frozen=True)
+class _Model:
+    name: str
+    design: Callable[[pd.DataFrame], Any]
+    model: Any
+    fit_seconds: float
+
+
+@dataclass(frozen=True)
+class FittedBaselines:
+    """Both baselines, fitted: they score rows in batches of any size.
+
+    A row's probability does not depend on the other rows in its batch.
+    """
+
+    models: tuple[_Model, ...]
+
+    def predict(self, rows: pd.DataFrame) -> dict[str, np.ndarray]:
+        """Each baseline's probabilities for ``rows`` (in the caller's thread limits)."""
+        return {m.name: m.model.predict_proba(m.design(rows))[:, 1] for m in self.models}
+
+    def results(self, probabilities: dict[str, np.ndarray]) -> list[BaselineFit]:
+        """The fits as records, with the test-row probabilities they gave."""
+        return [BaselineFit(m.name, probabilities[m.name], m.fit_seconds) for m in self.models]
+
+
+def fit(train: pd.DataFrame, val: pd.DataFrame, numeric: list[str], categorical: list[str],
+        label: str, threads: int = 1) -> FittedBaselines:
+    """Fit both baselines on ``train``; boosting stops early on ``val``.
+
+    Args:
+        train: The training rows (text columns as strings or categoricals).
+        val: The validation rows (early stopping for boosting; unused by the regression).
+        numeric: Numeric feature columns (float, NaN for missing).
+        categorical: Categorical feature columns (strings, missing as None/NaN).
+        label: The 0/1 label column.
+        threads: The thread count for BLAS and OpenMP while fitting.
+    """
+    import numpy as np
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.linear_model import LogisticRegression
+    from threadpoolctl import threadpool_limits
+
+    y = train[label].to_numpy(dtype=int)
+    models = []
+    with threadpool_limits(limits=threads):
+        started = time.perf_counter()
+        design = _logistic_design(train, numeric, categorical)
+        logistic = LogisticRegression(C=1.0, max_iter=2000, random_state=SEED)
+        logistic.fit(design(train), y)
+        models.append(_Model(LOGISTIC, design, logistic, time.perf_counter() - started))
+
+        started = time.perf_counter()
+        design = _boosting_design(train, numeric, categorical)
+        mask = np.array([False] * len(numeric) + [True] * len(categorical), dtype=bool)
+        boosting = HistGradientBoostingClassifier(
+            max_iter=MAX_ITER, early_stopping=True, n_iter_no_change=PATIENCE,
+            scoring="loss", categorical_features=mask if mask.any() else None,
+            random_state=SEED)
+        boosting.fit(design(train), y, X_val=design(val), y_val=val[label].to_numpy(dtype=int))
+        models.append(_Model(BOOSTING, design, boosting, time.perf_counter() - started))
+    return FittedBaselines(tuple(models))
+
+
 def fit_baselines(train: pd.DataFrame, val: pd.DataFrame, test: pd.DataFrame,
                   numeric: list[str], categorical: list[str], label: str,
                   threads: int = 1) -> list[BaselineFit]:
@@ -152,29 +324,8 @@ def fit_baselines(train: pd.DataFrame, val: pd.DataFrame, test: pd.DataFrame,
         label: The 0/1 label column.
         threads: The thread count for BLAS and OpenMP while fitting and scoring.
     """
-    import numpy as np
-    from sklearn.ensemble import HistGradientBoostingClassifier
-    from sklearn.linear_model import LogisticRegression
     from threadpoolctl import threadpool_limits
 
-    y = train[label].to_numpy(dtype=int)
-    out = []
+    fitted = fit(train, val, numeric, categorical, label, threads=threads)
     with threadpool_limits(limits=threads):
-        started = time.perf_counter()
-        design = _logistic_design(train, numeric, categorical)
-        logistic = LogisticRegression(C=1.0, max_iter=2000, random_state=SEED)
-        logistic.fit(design(train), y)
-        seconds = time.perf_counter() - started
-        out.append(BaselineFit(LOGISTIC, logistic.predict_proba(design(test))[:, 1], seconds))
-
-        started = time.perf_counter()
-        design = _boosting_design(train, numeric, categorical)
-        mask = np.array([False] * len(numeric) + [True] * len(categorical), dtype=bool)
-        boosting = HistGradientBoostingClassifier(
-            max_iter=MAX_ITER, early_stopping=True, n_iter_no_change=PATIENCE,
-            scoring="loss", categorical_features=mask if mask.any() else None,
-            random_state=SEED)
-        boosting.fit(design(train), y, X_val=design(val), y_val=val[label].to_numpy(dtype=int))
-        seconds = time.perf_counter() - started
-        out.append(BaselineFit(BOOSTING, boosting.predict_proba(design(test))[:, 1], seconds))
-    return out
+        return fitted.results(fitted.predict(test))

@@ -12,11 +12,47 @@ and draws, not with the rows.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+if TYPE_CHECKING:
+    import pandas as pd
+
 RATES = ("selection_rate", "true_positive_rate", "false_positive_rate")
+# The group of a row whose sensitive value is missing.
+MISSING = "missing"
+
+
+class GroupCoder:
+    """Per-row group codes of one sensitive column, built from batches of its values.
+
+    A row's group is its value as text (``"missing"`` when absent), as :func:`assess`
+    reads it; each row is held as a small integer, not as a string.
+    """
+
+    def __init__(self) -> None:
+        self._index: dict[str, int] = {}
+        self._parts: list[np.ndarray] = []
+
+    def add(self, values: pd.Series) -> None:
+        """Take the next rows' values (any dtype; categoricals are cheapest)."""
+        text = np.asarray(values.astype(object).where(values.notna(), MISSING),
+                          dtype=object).astype(str)
+        seen, inverse = np.unique(text, return_inverse=True)
+        lookup = np.array([self._index.setdefault(g, len(self._index)) for g in seen.tolist()],
+                          dtype=np.int32)
+        self._parts.append(lookup[inverse.reshape(-1)] if len(seen)
+                           else np.zeros(0, dtype=np.int32))
+
+    def finish(self) -> tuple[np.ndarray, tuple[str, ...]]:
+        """Every row's code and the group names, sorted; code ``i`` is ``names[i]``."""
+        names = tuple(sorted(self._index))
+        remap = np.empty(len(names), dtype=np.int32)
+        for new, name in enumerate(names):
+            remap[self._index[name]] = new
+        codes = (np.concatenate(self._parts) if self._parts else np.zeros(0, dtype=np.int32))
+        return remap[codes], names
 
 
 def _frame(y: np.ndarray, pred: np.ndarray, groups: np.ndarray) -> Any:
@@ -52,25 +88,42 @@ def assess(y: np.ndarray, p: np.ndarray, groups: np.ndarray, *, min_group_size: 
         ``groups``: {group: {rate: value, count, gated}}; ``differences``: {name: value};
         ``intervals``: {name: [low, high]} (95%, over eligible groups).
     """
+    names, codes = np.unique(np.asarray(groups, dtype=object).astype(str), return_inverse=True)
+    return assess_codes(y, p, codes.reshape(-1), tuple(names.tolist()),
+                        min_group_size=min_group_size, bootstrap=bootstrap, seed=seed,
+                        threshold=threshold)
+
+
+def assess_codes(y: np.ndarray, p: np.ndarray, codes: np.ndarray, names: tuple[str, ...], *,
+                 min_group_size: int, bootstrap: int, seed: int,
+                 threshold: float = 0.5) -> dict[str, Any]:
+    """:func:`assess` for groups given as per-row codes into ``names``.
+
+    ``names`` are sorted (as :class:`GroupCoder` gives them); the result is the one the
+    names themselves give.
+    """
     y = np.asarray(y, dtype=int)
     pred = (np.asarray(p) >= threshold).astype(int)
-    groups = np.asarray(groups, dtype=object).astype(str)
-    frame = _frame(y, pred, groups)
-    by_group = frame.by_group
+    codes = np.asarray(codes)
+    by_group = _frame(y, pred, codes).by_group
+    # Codes follow the names' order, so the groups come out in the order (and with the
+    # values) the names themselves give.
+    by_group.index = [names[int(i)] for i in by_group.index]
     eligible = [g for g in by_group.index if by_group.loc[g, "count"] >= min_group_size]
     out_groups = {
         str(g): {m: float(by_group.loc[g, m]) for m in RATES}
         | {"count": int(by_group.loc[g, "count"]), "gated": g in eligible}
         for g in by_group.index}
     differences = _differences(by_group, eligible)
-    samples = _bootstrap(y, pred, groups, eligible, bootstrap, seed)
+    position = {name: i for i, name in enumerate(names)}
+    samples = _bootstrap(y, pred, codes, [position[g] for g in eligible], bootstrap, seed)
     intervals = {k: [float(np.percentile(v, 2.5)), float(np.percentile(v, 97.5))]
                  if v else [float("nan"), float("nan")] for k, v in samples.items()}
     return {"groups": out_groups, "differences": differences, "intervals": intervals,
             "min_group_size": min_group_size}
 
 
-def _bootstrap(y: np.ndarray, pred: np.ndarray, groups: np.ndarray, eligible: list[str],
+def _bootstrap(y: np.ndarray, pred: np.ndarray, groups: np.ndarray, eligible: list[Any],
                draws: int, seed: int) -> dict[str, list[float]]:
     """Bootstrap samples of the differences over the eligible groups, from cell counts.
 

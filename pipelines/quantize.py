@@ -8,11 +8,24 @@ variant is checked for parity with fp32 on held-out rows before it is published.
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+# Rows per ONNX Runtime call when scoring a split. Fixed, not derived from the memory
+# budget: streamed rows are re-cut into chunks of exactly this many rows, so every model
+# sees the same calls (and gives the same bits) whatever size the batches were read in;
+# a one-row call can differ in the last bits from the same row in a larger call. Small,
+# because each live session's memory arena keeps room for the largest call it has run
+# (a periodic-embedding network's intermediates are about 5 kB a row: 350 MB a session
+# at 65,536 rows).
+SCORE_ROWS = 4096
 
 
 def session(model_bytes: bytes, threads: int = 1) -> Any:
@@ -32,7 +45,7 @@ def predict(sess: Any, feeds: dict[str, np.ndarray]) -> np.ndarray:
 
 
 def predict_rows(sess: Any, rows: Any, params: dict[str, Any],
-                 batch: int = 65_536) -> np.ndarray:
+                 batch: int = SCORE_ROWS) -> np.ndarray:
     """Probabilities for a frame of raw rows, ``batch`` rows of ONNX inputs at a time.
 
     The inputs of millions of rows (one string object per category cell) are gigabytes.
@@ -43,6 +56,153 @@ def predict_rows(sess: Any, rows: Any, params: dict[str, Any],
         return predict(sess, onnx_feeds(rows, params))
     return np.concatenate([predict(sess, onnx_feeds(rows.iloc[i:i + batch], params))
                            for i in range(0, len(rows), batch)])
+
+
+class ChunkedScorer:
+    """Probabilities of several ONNX sessions for rows that arrive in batches of any size.
+
+    Each batch's ONNX inputs are buffered and the sessions are run on chunks of exactly
+    ``chunk_rows`` rows (the last chunk shorter), cut at the same rows whatever the batch
+    sizes, so the probabilities do not depend on how the rows were read. At most one
+    chunk of inputs is held beyond the batch being added.
+
+    Args:
+        sessions: Name -> onnxruntime session, all fed the same ``params``' inputs.
+        params: The preprocessing parameters (which columns feed the model).
+        chunk_rows: Rows per session call.
+        head_rows: How many of the first rows' inputs to keep (``head``) for timing.
+        tolerate: Names of sessions whose failure to run is recorded in ``failures`` and
+            stops their scoring, instead of being raised.
+    """
+
+    def __init__(self, sessions: dict[str, Any], params: dict[str, Any], *,
+                 chunk_rows: int | None = None, head_rows: int = 0,
+                 tolerate: Iterable[str] = ()):
+        self._sessions = dict(sessions)
+        self._params = params
+        self._chunk_rows = SCORE_ROWS if chunk_rows is None else chunk_rows
+        self._head_rows = head_rows
+        self._tolerate = set(tolerate)
+        self._pending: list[dict[str, np.ndarray]] = []
+        self._pending_rows = 0
+        self._head: list[dict[str, np.ndarray]] = []
+        self._head_seen = 0
+        self._scores: dict[str, list[np.ndarray]] = {name: [] for name in sessions}
+        self.failures: dict[str, Exception] = {}
+
+    def add(self, rows: pd.DataFrame) -> None:
+        """Take a batch of raw rows (text columns as strings or categoricals)."""
+        from pipelines.features import onnx_feeds
+
+        n = len(rows)
+        if not n:
+            return
+        feeds = onnx_feeds(rows, self._params)
+        if self._head_seen < self._head_rows:
+            keep = min(n, self._head_rows - self._head_seen)
+            self._head.append({k: v[:keep] for k, v in feeds.items()})
+            self._head_seen += keep
+        self._pending.append(feeds)
+        self._pending_rows += n
+        while self._pending_rows >= self._chunk_rows:
+            self._run(self._take(self._chunk_rows))
+
+    def finish(self) -> dict[str, np.ndarray]:
+        """Score what is buffered; the probabilities of every session that ran, in row order."""
+        if self._pending_rows:
+            self._run(self._take(self._pending_rows))
+        return {name: np.concatenate(parts) if parts else np.zeros(0)
+                for name, parts in self._scores.items() if name not in self.failures}
+
+    @property
+    def head(self) -> dict[str, np.ndarray]:
+        """The ONNX inputs of the first ``head_rows`` rows added."""
+        return _concat_feeds(self._head)
+
+    def _take(self, n: int) -> dict[str, np.ndarray]:
+        parts: list[dict[str, np.ndarray]] = []
+        need = n
+        while need:
+            piece = self._pending[0]
+            rows = len(next(iter(piece.values())))
+            if rows <= need:
+                parts.append(self._pending.pop(0))
+                need -= rows
+            else:
+                parts.append({k: v[:need] for k, v in piece.items()})
+                self._pending[0] = {k: v[need:] for k, v in piece.items()}
+                need = 0
+        self._pending_rows -= n
+        return _concat_feeds(parts)
+
+    def _run(self, feeds: dict[str, np.ndarray]) -> None:
+        for name, sess in list(self._sessions.items()):
+            try:
+                self._scores[name].append(predict(sess, feeds))
+            except Exception as exc:
+                if name not in self._tolerate:
+                    raise
+                self.failures[name] = exc
+                del self._sessions[name]
+
+
+def _concat_feeds(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    if len(parts) == 1:
+        return parts[0]
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+
+def seeded_sample(batches: Iterable[pd.DataFrame], rows: int, n: int,
+                  seed: int = 0) -> pd.DataFrame:
+    """The seeded sample pandas would take of the frame ``batches`` make up.
+
+    The result is what ``frame.sample(n=min(n, rows), random_state=seed)`` gives for the
+    concatenated batches (``rows`` rows, default index), holding only the sampled rows.
+    Text columns may come as categoricals (cheaper to stream): the sampled rows hold them
+    as object strings, ``None`` for missing, as a plain read of the frame gives them.
+    pandas draws the positions with ``RandomState(seed).choice(rows, n, replace=False)``;
+    the same draw picks the rows from each batch as it passes, and they come back in the
+    drawn order with their positions as the index, as pandas returns them.
+
+    Raises:
+        ValueError: The batches hold a different number of rows than ``rows``.
+    """
+    import pandas as pd
+
+    drawn = np.random.RandomState(seed).choice(
+        rows, size=min(n, rows), replace=False).astype(np.intp)
+    wanted = np.sort(drawn)
+    parts: list[pd.DataFrame] = []
+    start = 0
+    empty = None
+    for batch in batches:
+        lo, hi = np.searchsorted(wanted, [start, start + len(batch)])
+        if hi > lo:
+            parts.append(_plain_text(batch.iloc[wanted[lo:hi] - start]))
+        elif empty is None:
+            empty = _plain_text(batch.iloc[:0])
+        start += len(batch)
+    if start != rows:
+        raise ValueError(f"expected {rows} rows to sample from, read {start}")
+    picked = pd.concat(parts) if len(parts) > 1 else parts[0] if parts else empty
+    if picked is None:
+        raise ValueError("no batches to sample from")
+    out = picked.iloc[np.searchsorted(wanted, drawn)]
+    out.index = pd.Index(drawn)
+    return out
+
+
+def _plain_text(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with categorical columns as object values, ``None`` for missing."""
+    import pandas as pd
+
+    text = [c for c in frame.columns if isinstance(frame[c].dtype, pd.CategoricalDtype)]
+    if not text:
+        return frame
+    frame = frame.copy()
+    for c in text:
+        frame[c] = frame[c].astype(object).where(frame[c].notna(), None)
+    return frame
 
 
 class _Calibration:

@@ -13,16 +13,30 @@ import json
 import logging
 from typing import Any
 
-from pipelines.artifacts import StageResult, read_file, read_splits
+from pipelines.artifacts import StageResult, iter_frame, read_file
 from pipelines.export import export_predictor
 from pipelines.features import SPLIT_COLUMN, onnx_feeds
 from pipelines.hashing import canonical_json
-from pipelines.quantize import Parity, parity, predict_rows, quantize_int8, session
+from pipelines.quantize import (
+    ChunkedScorer,
+    Parity,
+    parity,
+    quantize_int8,
+    seeded_sample,
+    session,
+)
+from pipelines.resources import batch_rows, memory_budget
 from pipelines.spec import DatasetSpec, one_line
 from pipelines.store import ArtifactStore, Manifest
 from pipelines.training import load_weights
 
 log = logging.getLogger(__name__)
+
+# What one streamed row costs in memory: its batch with text cells as Python strings
+# (about 1.2 kB on Adult-like rows) plus its ONNX inputs.
+ROW_BYTES = 1_500
+# The seed of the calibration sample (``DataFrame.sample``'s ``random_state``).
+CALIBRATION_SEED = 0
 
 
 def drop_reason(result: Parity, size: int, fp32_size: int) -> str | None:
@@ -41,29 +55,54 @@ def int8_variant(fp32: bytes, model: Any, train_rows: Any, params: dict[str, Any
                  calibration_rows: int) -> bytes:
     """The int8 variant of ``fp32``, calibrated on a seeded sample of the training rows.
 
+    ``train_rows`` is a frame of them all; the stage gathers the same sample (the same
+    calibration rows) while streaming the split instead.
+    """
+    calibration = train_rows.sample(n=min(calibration_rows, len(train_rows)),
+                                    random_state=CALIBRATION_SEED)
+    return int8_from_calibration(fp32, model, calibration, params)
+
+
+def int8_from_calibration(fp32: bytes, model: Any, calibration: Any,
+                          params: dict[str, Any]) -> bytes:
+    """The int8 variant of ``fp32``, calibrated on the raw rows ``calibration``.
+
     A network whose layers all read bounded values (``bounded_layer_inputs``) is
     quantized whole; otherwise the input layer's activations stay fp32.
     """
-    calibration = train_rows.sample(n=min(calibration_rows, len(train_rows)), random_state=0)
     bounded = bool(getattr(model.body, "bounded_layer_inputs", False))
     return quantize_int8(fp32, onnx_feeds(calibration, params), input_layer_fp32=not bounded)
 
 
 def build_variants(spec: DatasetSpec, store: ArtifactStore, features: Manifest,
                    weights: Manifest) -> StageResult:
+    """The published variants of the trained network, with their parity with fp32.
+
+    The features are streamed in batches sized by the memory budget: the training rows
+    once (the int8 calibration sample), the test rows once (every variant scored); the
+    result is the same whatever the budget.
+    """
     cfg = spec.quantization
-    # Only the rows this stage uses: the training split (calibration) and the test split.
-    columns = [*spec.columns, SPLIT_COLUMN]
-    train_rows, test_rows = read_splits(store, features, "features", ("train", "test"),
-                                        by=SPLIT_COLUMN, columns=columns)
+    rows = features.info["rows"]
+    per_batch = batch_rows(memory_budget(spec), ROW_BYTES)
+
+    def split(name: str, categories: bool) -> Any:
+        return iter_frame(store, features, "features", batch_rows=per_batch,
+                          columns=list(spec.columns), where=(SPLIT_COLUMN, name),
+                          categories=categories)
+
     params = json.loads(read_file(store, weights, "preprocess.json"))
     fp32 = read_file(store, weights, "model_fp32.onnx")
     settings = weights.info.get("settings") or {"hidden": weights.info["hidden"],
                                                  "dropout": weights.info["dropout"]}
     model = load_weights(read_file(store, weights, "weights.safetensors"), params,
                          weights.info.get("architecture", "mlp"), settings)
-    makers = {"int8": lambda: int8_variant(fp32, model, train_rows, params,
-                                           cfg.calibration_rows),
+
+    # The rows pandas' seeded sample of the whole training split would pick, gathered
+    # from the stream: the same calibration rows (and int8 bytes) at any budget.
+    calibration = seeded_sample(split("train", categories=True), rows["train"],
+                                cfg.calibration_rows, seed=CALIBRATION_SEED)
+    makers = {"int8": lambda: int8_from_calibration(fp32, model, calibration, params),
               "fp16": lambda: export_predictor(model, params, precision="fp16")}
     candidates: dict[str, bytes] = {}
     failed: dict[str, str] = {}
@@ -75,18 +114,28 @@ def build_variants(spec: DatasetSpec, store: ArtifactStore, features: Manifest,
             failed[name] = (f"{name}: conversion failed ({type(exc).__name__}: "
                             f"{one_line(str(exc))[:200]})")
     tolerances = {"int8": cfg.int8_tolerance, "fp16": cfg.fp16_tolerance}
-    reference = predict_rows(session(fp32), test_rows, params)
-    results = {}
-    for name, data in list(candidates.items()):
+    sessions = {"fp32": session(fp32)}
+    unusable: dict[str, Exception] = {}
+    for name, data in candidates.items():
         try:
-            scored = predict_rows(session(data), test_rows, params)
-        except Exception as exc:  # converted, but onnxruntime cannot load or run it
-            log.warning("%s variant of %s cannot run", name, spec.name, exc_info=True)
-            failed[name] = (f"{name}: onnxruntime cannot run it ({type(exc).__name__}: "
-                            f"{one_line(str(exc))[:200]})")
-            del candidates[name]
-            continue
-        results[name] = parity(name, reference, scored, tolerances[name])
+            sessions[name] = session(data)
+        except Exception as exc:  # converted, but onnxruntime cannot load it
+            unusable[name] = exc
+    # fp32 and every candidate scored on the test rows in one pass over them; only the
+    # probabilities are kept.
+    scorer = ChunkedScorer(sessions, params, tolerate=candidates)
+    for batch in split("test", categories=True):
+        scorer.add(batch)
+    scored = scorer.finish()
+    unusable |= scorer.failures
+    for name in [n for n in candidates if n in unusable]:
+        log.warning("%s variant of %s cannot run", name, spec.name, exc_info=unusable[name])
+        failed[name] = (f"{name}: onnxruntime cannot run it ({type(unusable[name]).__name__}: "
+                        f"{one_line(str(unusable[name]))[:200]})")
+        del candidates[name]
+    reference = scored["fp32"]
+    results = {name: parity(name, reference, scored[name], tolerances[name])
+               for name in candidates}
     report = {p.variant: {"max_abs_diff": p.max_abs_diff, "mean_abs_diff": p.mean_abs_diff,
                           "tolerance": p.tolerance, "rows": p.rows} for p in results.values()}
     sizes = {"fp32": len(fp32)} | {name: len(data) for name, data in candidates.items()}
@@ -108,3 +157,4 @@ def build_variants(spec: DatasetSpec, store: ArtifactStore, features: Manifest,
                   **({"int8_size_ratio": round(sizes["int8"] / sizes["fp32"], 3)}
                      if "int8" in sizes else {})},
     )
+
