@@ -39,7 +39,7 @@ def build_model_card(spec: DatasetSpec) -> dg.AssetsDefinition:
             result = build_card(spec, st, *(st.get_manifest(r.content_hash)
                                             for r in refs.values()),
                                 lineage={name: r.content_hash for name, r in refs.items()},
-                                champion=champion)
+                                champion=champion, on_progress=context.log.info)
             html = result.files["card.html"]
             result.metadata["card_html"] = PathLink(st.object_url(hash_bytes(html)))
             result.metadata["mlflow_run_id"] = log_card(

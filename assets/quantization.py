@@ -22,7 +22,8 @@ def build_quantized_weights(spec: DatasetSpec) -> dg.AssetsDefinition:
             from pipelines.stages.quantization import build_variants
 
             return build_variants(spec, st, st.get_manifest(validated_features.content_hash),
-                                  st.get_manifest(trained_weights.content_hash))
+                                  st.get_manifest(trained_weights.content_hash),
+                                  on_progress=context.log.info)
 
         yield from materialize_stage(
             context, asset="quantized_weights", model=spec.name, store=st,

@@ -40,7 +40,7 @@ TRANSPORT_MODULES = frozenset({
     "pipelines.recipe", "pipelines.records", "pipelines.repair", "pipelines.reproduce",
     "pipelines.store", "pipelines.targets", "pipelines.paths", "pipelines.catalog",
     "pipelines.tracking", "pipelines.verify", "pipelines.stages.deployment",
-    "pipelines.resources",
+    "pipelines.resources", "pipelines.progress",
 })
 KEYED_MODULES = frozenset({
     "pipelines.architectures", "pipelines.baselines", "pipelines.model_ref",

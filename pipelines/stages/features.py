@@ -10,7 +10,6 @@ the split. Every output is the same whatever the batch size.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable, Generator, Iterator
 from contextlib import closing
 from typing import TYPE_CHECKING, Any
@@ -35,6 +34,7 @@ from pipelines.features import (
 )
 from pipelines.hashing import canonical_json
 from pipelines.ingest import InputError, read_raw_batches
+from pipelines.progress import RowProgress
 from pipelines.resources import batch_rows, memory_budget
 from pipelines.spec import DatasetSpec
 from pipelines.store import ArtifactStore, Manifest
@@ -47,8 +47,6 @@ if TYPE_CHECKING:
 # What one source row costs in memory while its batch is parsed, typed and validated
 # (text cells as Python strings, their typed copies, masks), measured on Adult-like rows.
 RAW_ROW_BYTES = 2_500
-# Seconds between progress lines.
-PROGRESS_EVERY_S = 5.0
 
 
 def build_features(spec: DatasetSpec, store: ArtifactStore, raw: Manifest,
@@ -59,11 +57,11 @@ def build_features(spec: DatasetSpec, store: ArtifactStore, raw: Manifest,
         spec: The dataset spec.
         store: The artifact store (the raw snapshot is read from it).
         raw: The raw_data manifest.
-        on_progress: Called with a progress line at most every `PROGRESS_EVERY_S` seconds.
+        on_progress: Called with a progress line every few seconds (`RowProgress`).
     """
     file = spec.source.path
     rows_per_batch = batch_rows(memory_budget(spec), RAW_ROW_BYTES)
-    progress = _Progress(on_progress)
+    progress = RowProgress(on_progress, "validated")
     with open_object(store, raw.files["source"]) as source:
         try:
             schema, batches = read_raw_batches(
@@ -91,22 +89,8 @@ def build_features(spec: DatasetSpec, store: ArtifactStore, raw: Manifest,
         clean.path.unlink(missing_ok=True)
 
 
-class _Progress:
-    """Progress lines, at most every `PROGRESS_EVERY_S` seconds."""
-
-    def __init__(self, say: Callable[[str], None] | None):
-        self.say, self.start = say, time.perf_counter()
-        self.last = self.start
-
-    def __call__(self, text: Callable[[float], str]) -> None:
-        now = time.perf_counter()
-        if self.say is not None and now - self.last >= PROGRESS_EVERY_S:
-            self.last = now
-            self.say(text(now - self.start))
-
-
 def _validate_batches(spec: DatasetSpec, batches: Iterator[pd.DataFrame], clean_out: FrameWriter,
-                      quarantine_out: FrameWriter, progress: _Progress
+                      quarantine_out: FrameWriter, progress: RowProgress
                       ) -> tuple[ValidationResult, dict[str, int]]:
     """Validate batch by batch, writing kept and quarantined rows.
 
@@ -129,8 +113,7 @@ def _validate_batches(spec: DatasetSpec, batches: Iterator[pd.DataFrame], clean_
         part.clean = part.quarantine = None
         parts.append(part)
         rows += len(batch)
-        progress(lambda s, rows=rows: f"validated {rows:,} rows ({len(parts)} batches, "
-                                      f"{rows / max(s, 1e-9):,.0f} rows/s)")
+        progress.add(len(batch))
     result = combine(parts, spec)
     if result.failed:
         raise StageFailure(result.report(file), result.check_dicts())
@@ -139,7 +122,7 @@ def _validate_batches(spec: DatasetSpec, batches: Iterator[pd.DataFrame], clean_
 
 def _features(spec: DatasetSpec, store: ArtifactStore, result: ValidationResult,
               kept_targets: dict[str, int], clean_path: Any, quarantine: Any,
-              rows_per_batch: int, progress: _Progress) -> StageResult:
+              rows_per_batch: int, progress: RowProgress) -> StageResult:
     """Label and split the kept rows (a second pass over them) and fit preprocessing."""
     import numpy as np
     import pyarrow as pa
@@ -167,6 +150,7 @@ def _features(spec: DatasetSpec, store: ArtifactStore, result: ValidationResult,
     distinct: dict[str, set[str]] = {col: set() for col in spec.categorical_columns}
     schema = _clean_schema(spec).append(pa.field(LABEL_COLUMN, pa.float32())).append(
         pa.field(SPLIT_COLUMN, pa.string()))
+    progress = RowProgress(progress.say, "labelled and split", kept)
     with FrameWriter(store, schema) as out:
         start = 0
         for batch in pq.ParquetFile(clean_path).iter_batches(batch_size=rows_per_batch):
@@ -181,7 +165,7 @@ def _features(spec: DatasetSpec, store: ArtifactStore, result: ValidationResult,
                 distinct[col].update(values.to_pylist())
             out.write(table)
             start += n
-            progress(lambda s, start=start: f"labelled and split {start:,} of {kept:,} rows")
+            progress.add(n)
         features = out.close()
 
     clean_file = pq.ParquetFile(clean_path)

@@ -10,6 +10,7 @@ codes) are kept across batches, and the card is the same whatever the budget.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +30,7 @@ from pipelines.evaluation import latency, metrics
 from pipelines.features import LABEL_COLUMN, ROW_COLUMN, SPLIT_COLUMN
 from pipelines.hashing import canonical_json
 from pipelines.model_card import fairness_plots, plots, render_html, render_markdown
+from pipelines.progress import RowProgress
 from pipelines.quantize import ChunkedScorer, session
 from pipelines.recipe import thread_count
 from pipelines.resources import batch_rows, memory_budget
@@ -148,7 +150,7 @@ def _baselines(spec: DatasetSpec, store: ArtifactStore, features: Manifest,
 def _score_test(spec: DatasetSpec, store: ArtifactStore, features: Manifest,
                 params: dict[str, Any], sessions: dict[str, Any],
                 champion: _Champion | None, fitted: FittedBaselines,
-                per_batch: int) -> TestScores:
+                per_batch: int, progress: RowProgress) -> TestScores:
     """One pass over the test rows: every model's probabilities, labels, ids, groups."""
     from threadpoolctl import threadpool_limits
 
@@ -167,6 +169,7 @@ def _score_test(spec: DatasetSpec, store: ArtifactStore, features: Manifest,
                                 where=(SPLIT_COLUMN, "test"), categories=True):
             if not len(batch):
                 continue
+            progress.add(len(batch))
             ids.append(batch[ROW_COLUMN].to_numpy(dtype="int64"))
             labels.append(batch[LABEL_COLUMN].to_numpy())
             variants.add(batch)
@@ -210,8 +213,12 @@ def _predictions(store: ArtifactStore, test: TestScores) -> SpooledFrame:
 
 def build_card(spec: DatasetSpec, store: ArtifactStore, features: Manifest, weights: Manifest,
                variants: Manifest, lineage: dict[str, str],
-               champion: DeployedModel | None = None) -> StageResult:
-    """Evaluate every variant, compare with the champion, judge the deploy gate."""
+               champion: DeployedModel | None = None,
+               on_progress: Callable[[str], None] | None = None) -> StageResult:
+    """Evaluate every variant, compare with the champion, judge the deploy gate.
+
+    ``on_progress`` gets a line every few seconds of the pass over the test rows.
+    """
     from pipelines.gate import judge
 
     per_batch = batch_rows(memory_budget(spec), ROW_BYTES)
@@ -230,7 +237,10 @@ def build_card(spec: DatasetSpec, store: ArtifactStore, features: Manifest, weig
     # The baselines are fitted before the test rows stream, and their training rows are
     # let go before then.
     fitted, train_sample, val_sample = _baselines(spec, store, features, params, per_batch)
-    test = _score_test(spec, store, features, params, sessions, rival, fitted, per_batch)
+    progress = RowProgress(on_progress, "variants, champion and baselines scored",
+                           int(features.info["rows"]["test"]))
+    test = _score_test(spec, store, features, params, sessions, rival, fitted, per_batch,
+                       progress)
     y = test.y
     probabilities = test.variants
     card_variants: dict[str, Any] = {}

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from pipelines.artifacts import StageResult, iter_frame, read_file
 from pipelines.export import export_predictor
 from pipelines.features import SPLIT_COLUMN, onnx_feeds
 from pipelines.hashing import canonical_json
+from pipelines.progress import RowProgress
 from pipelines.quantize import (
     ChunkedScorer,
     Parity,
@@ -75,12 +77,14 @@ def int8_from_calibration(fp32: bytes, model: Any, calibration: Any,
 
 
 def build_variants(spec: DatasetSpec, store: ArtifactStore, features: Manifest,
-                   weights: Manifest) -> StageResult:
+                   weights: Manifest, on_progress: Callable[[str], None] | None = None
+                   ) -> StageResult:
     """The published variants of the trained network, with their parity with fp32.
 
     The features are streamed in batches sized by the memory budget: the training rows
     once (the int8 calibration sample), the test rows once (every variant scored); the
-    result is the same whatever the budget.
+    result is the same whatever the budget. ``on_progress`` gets a line every few
+    seconds of the test pass.
     """
     cfg = spec.quantization
     rows = features.info["rows"]
@@ -124,8 +128,11 @@ def build_variants(spec: DatasetSpec, store: ArtifactStore, features: Manifest,
     # fp32 and every candidate scored on the test rows in one pass over them; only the
     # probabilities are kept.
     scorer = ChunkedScorer(sessions, params, tolerate=candidates)
+    progress = RowProgress(on_progress, f"parity: {', '.join(sessions)} scored",
+                           int(rows["test"]))
     for batch in split("test", categories=True):
         scorer.add(batch)
+        progress.add(len(batch))
     scored = scorer.finish()
     unusable |= scorer.failures
     for name in [n for n in candidates if n in unusable]:

@@ -108,3 +108,22 @@ def test_the_quarantine_limit_is_judged_on_the_whole_table_not_per_batch(tmp_pat
         _run(tmp_path, source, TINY, "strict", validation__max_failed_fraction=0.001)
     message = str(failed.value).splitlines()[0]
     assert f"{len(bad)} of 2000 rows" in message and "validation.max_failed_fraction" in message
+
+
+def test_long_passes_report_rows_done_rate_and_time_left(tmp_path, monkeypatch):
+    import pipelines.progress
+
+    monkeypatch.setattr(pipelines.progress, "EVERY_S", 0.0)  # every batch, for the test
+    source = _noisy_source(tmp_path)
+    spec = load_spec(write_spec(tmp_path / "s.yaml", "adult", source,
+                                resources__memory_budget=TINY,
+                                validation__max_failed_fraction=0.5))
+    store = ArtifactStore(tmp_path / "store")
+    raw = save_result(store, snapshot_source(spec, store))
+    lines: list[str] = []
+    build_features(spec, store, raw, on_progress=lines.append)
+    validated = [line for line in lines if line.startswith("validated: ")]
+    assert len(validated) == 2000 // 64 + 1  # a line per 64-row batch
+    assert validated[-1].startswith("validated: 2,000 rows (32 batches")
+    split = [line for line in lines if line.startswith("labelled and split: ")]
+    assert split and "s left" in split[0] and " of " in split[0]
