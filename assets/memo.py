@@ -22,6 +22,7 @@ from pipelines.artifacts import (
     save_result,
 )
 from pipelines.recipe import code_fingerprint, recipe_key
+from pipelines.resources import release_memory
 from pipelines.store import ArtifactStore
 from resources.refs import ArtifactRef
 
@@ -105,6 +106,8 @@ def materialize_stage(
         record = {"content_hash": manifest.content_hash,
                   "metadata": metadata_to_json(result.metadata), "checks": result.checks}
         store.record(table, key, record)
+        del result
+        release_memory()
     else:
         context.log.info(f"{asset}: cache hit for recipe {key[:19]}…")
     content_hash = record["content_hash"]

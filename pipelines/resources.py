@@ -8,6 +8,7 @@ much memory a run takes, never what it produces (it enters no recipe key).
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -17,7 +18,7 @@ if TYPE_CHECKING:
 # The budget's environment override (bytes or a size such as "4GB").
 BUDGET_ENV = "TIDELINE_MEMORY_BUDGET"
 # Batches larger than this many rows buy no speed, only memory.
-MAX_BATCH_ROWS = 500_000
+MAX_BATCH_ROWS = 200_000
 # Fewer rows than this per batch would spend more on per-batch overhead than on data.
 MIN_BATCH_ROWS = 64
 
@@ -71,3 +72,22 @@ def batch_rows(budget: int, bytes_per_row: float, *, share: float = 0.1) -> int:
     """
     rows = int(budget * share / max(bytes_per_row, 1.0))
     return max(MIN_BATCH_ROWS, min(MAX_BATCH_ROWS, rows))
+
+
+def release_memory() -> None:
+    """Give memory a finished stage freed back to the system.
+
+    Arrow's memory pool and glibc's heap keep freed memory for reuse; in a run of
+    several stages in one process that would add each stage's high-water mark to the
+    next one's. Libraries not yet imported are left alone (a cache hit loads none).
+    """
+    import ctypes
+    import gc
+
+    gc.collect()
+    if "pyarrow" in sys.modules:
+        sys.modules["pyarrow"].default_memory_pool().release_unused()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc (musl, macOS): nothing to trim
+        pass
