@@ -114,10 +114,16 @@ class FrameWriter:
     def write(self, frame: pd.DataFrame | pa.Table) -> None:
         import pyarrow as pa
 
-        table = (frame.select(self.schema.names).cast(self.schema)
-                 if isinstance(frame, pa.Table)
-                 else pa.Table.from_pandas(frame[self.schema.names], schema=self.schema,
-                                           preserve_index=False))
+        if isinstance(frame, pa.Table):
+            table = frame.select(self.schema.names).cast(self.schema)
+        else:
+            frame = frame[self.schema.names]
+            try:
+                table = pa.Table.from_pandas(frame, schema=self.schema, preserve_index=False)
+            except (pa.ArrowInvalid, pa.ArrowTypeError):
+                # Values of another type than the schema's (integers kept as text):
+                # converted as they are, then cast, which fails only on a lossy cast.
+                table = pa.Table.from_pandas(frame, preserve_index=False).cast(self.schema)
         if table.num_rows:
             self.hasher.update(table)
             self._writer.write_table(table)

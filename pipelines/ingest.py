@@ -373,12 +373,30 @@ def read_raw_batches(stream: BinaryIO, *, fmt: str, file: str, batch_rows: int,
     header_line = text.lstrip("\ufeff").split("\n", 1)[0]
     header = next(csv.reader(io.StringIO(header_line), delimiter=delimiter), [])
     _check_delimiter(header, header_line, delimiter, expected_columns, file)
-    names = [h.strip() for h in header]
-    _check_header(names, file)
+    _check_header([h.strip() for h in header], file)
+    stream.seek(0)
+    names = _csv_columns(stream, encoding, delimiter, file)
     stream.seek(0)
     na = na_values if na_values is not None else [""]
     return (pa.schema([(n, pa.string()) for n in names]),
             _csv_batches(stream, file, batch_rows, encoding, delimiter, na, len(names)))
+
+
+def _csv_columns(stream: BinaryIO, encoding: str, delimiter: str, file: str) -> list[str]:
+    """The column names pandas gives the file's batches.
+
+    An empty header cell becomes ``Unnamed: <i>``; a header one name short of the rows'
+    fields makes the first field the index.
+    """
+    import pandas as pd
+
+    try:
+        head = pd.read_csv(stream, encoding=encoding, sep=delimiter, dtype=str, nrows=1)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise InputError(
+            f"not a readable CSV file ({exc}); check the quoting of fields that contain "
+            f"{delimiter!r} or line breaks", file=file, rule="csv format") from None
+    return [str(c).strip() for c in head.columns]
 
 
 def _csv_batches(stream: BinaryIO, file: str, batch_rows: int, encoding: str,
@@ -431,6 +449,11 @@ def _parquet_batches(stream: BinaryIO, file: str, batch_rows: int
     except (pa.ArrowInvalid, OSError) as exc:
         raise unreadable(exc) from None
     schema = parquet.schema_arrow
+    # pandas' index columns (a frame saved with its index) are not data.
+    index = {c for c in (schema.pandas_metadata or {}).get("index_columns", [])
+             if isinstance(c, str)}
+    columns = [name for name in schema.names if name not in index]
+    schema = pa.schema([schema.field(name) for name in columns])
     _check_header(schema.names, file)
     if not parquet.metadata.num_rows:
         raise InputError(
@@ -439,8 +462,8 @@ def _parquet_batches(stream: BinaryIO, file: str, batch_rows: int
 
     def batches() -> Generator[pd.DataFrame]:
         try:
-            for batch in parquet.iter_batches(batch_size=batch_rows):
-                yield batch.to_pandas(types_mapper=nullable_types)
+            for batch in parquet.iter_batches(batch_size=batch_rows, columns=columns):
+                yield batch.to_pandas(types_mapper=nullable_types, ignore_metadata=True)
         except (pa.ArrowInvalid, OSError) as exc:
             raise unreadable(exc) from None
 

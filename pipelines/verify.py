@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from pipelines.gc import old_temp_files
-from pipelines.hashing import FRAME_PREFIX, hash_frame, hash_stream
+from pipelines.hashing import FRAME_PREFIX, hash_stream, hash_table
 from pipelines.store import ArtifactStore
 
 if TYPE_CHECKING:
@@ -122,14 +122,16 @@ def _rehash(store: ArtifactStore, path: str, content_hash: str) -> str | None:
 
 
 def _frame_hash(store: ArtifactStore, path: str) -> str | None:
-    import pandas as pd
+    import pyarrow.parquet as pq
 
     with store.fs.open(path, "rb") as f:
         if f.read(4) != b"PAR1":
             return None
         f.seek(0)
         try:
-            return hash_frame(pd.read_parquet(f))
+            # The table as stored, not through pandas: a column written as text with no
+            # value, or as nullable integers, would come back as another type.
+            return hash_table(pq.read_table(f))
         except Exception:  # any reader error means the bytes are not the frame named
             return None
 

@@ -68,12 +68,13 @@ def build_features(spec: DatasetSpec, store: ArtifactStore, raw: Manifest,
                 source, fmt=raw.info["format"], file=file, batch_rows=rows_per_batch,
                 encoding=spec.source.encoding, na_values=spec.source.na_values,
                 delimiter=spec.source.delimiter, expected_columns=len(spec.columns) + 1)
+            labelled = None
             if "labelled" in raw.files:
-                batches = _with_labelled_rows(batches, read_frame(store, raw, "labelled"),
-                                              schema, raw.info["format"])
+                labelled = _as_source(read_frame(store, raw, "labelled"), raw.info["format"])
+                batches = _with_labelled_rows(batches, labelled, schema)
             # closing(): a batch reader stopped early lets go of the source before it shuts.
             with closing(batches), FrameWriter(store, _clean_schema(spec)) as clean_out, \
-                    FrameWriter(store, _quarantine_schema(schema)) as quarantine_out:
+                    FrameWriter(store, _quarantine_schema(schema, labelled)) as quarantine_out:
                 result, kept_targets = _validate_batches(spec, batches, clean_out,
                                                          quarantine_out, progress)
                 clean, quarantine = clean_out.close(), quarantine_out.close()
@@ -100,16 +101,18 @@ def _validate_batches(spec: DatasetSpec, batches: Iterator[pd.DataFrame], clean_
     parts: list[ValidationResult] = []
     kept_targets: dict[str, int] = {}
     rows = 0
+    missing = False
     for batch in batches:
         part = validate(batch, spec, first_row=rows)
-        if any(not c.passed and c.name.endswith("__exists") for c in part.checks):
-            # A column missing from the header is missing from every batch.
-            whole = combine([part], spec)
-            raise StageFailure(whole.report(file), whole.check_dicts())
-        clean_out.write(part.clean)
-        quarantine_out.write(part.quarantine)
-        for value, count in part.clean[spec.target.column].value_counts().items():
-            kept_targets[str(value)] = kept_targets.get(str(value), 0) + int(count)
+        # A column missing from the header is missing from every batch: nothing is
+        # written, but every batch is still counted, so the report covers the table.
+        missing = missing or any(not c.passed and c.name.endswith("__exists")
+                                 for c in part.checks)
+        if not missing:
+            clean_out.write(part.clean)
+            quarantine_out.write(part.quarantine)
+            for value, count in part.clean[spec.target.column].value_counts().items():
+                kept_targets[str(value)] = kept_targets.get(str(value), 0) + int(count)
         part.clean = part.quarantine = None
         parts.append(part)
         rows += len(batch)
@@ -151,9 +154,9 @@ def _features(spec: DatasetSpec, store: ArtifactStore, result: ValidationResult,
     schema = _clean_schema(spec).append(pa.field(LABEL_COLUMN, pa.float32())).append(
         pa.field(SPLIT_COLUMN, pa.string()))
     progress = RowProgress(progress.say, "labelled and split", kept)
-    with FrameWriter(store, schema) as out:
+    with FrameWriter(store, schema) as out, pq.ParquetFile(clean_path) as clean_file:
         start = 0
-        for batch in pq.ParquetFile(clean_path).iter_batches(batch_size=rows_per_batch):
+        for batch in clean_file.iter_batches(batch_size=rows_per_batch):
             table = pa.Table.from_batches([batch])
             n = table.num_rows
             table = table.append_column(LABEL_COLUMN, pc.cast(
@@ -168,10 +171,9 @@ def _features(spec: DatasetSpec, store: ArtifactStore, result: ValidationResult,
             progress.add(n)
         features = out.close()
 
-    clean_file = pq.ParquetFile(clean_path)
-
     def numeric(col: str) -> np.ndarray:
-        values = clean_file.read(columns=[col]).column(0).to_numpy(zero_copy_only=False)
+        with pq.ParquetFile(clean_path) as clean_file:
+            values = clean_file.read(columns=[col]).column(0).to_numpy(zero_copy_only=False)
         return np.asarray(values, dtype="float64")[train]
 
     try:
@@ -205,11 +207,25 @@ def _clean_schema(spec: DatasetSpec) -> pa.Schema:
         for col, cs in spec.columns.items()])
 
 
-def _quarantine_schema(source: pa.Schema) -> pa.Schema:
-    """The quarantined rows' columns: row number, the source's columns, the reasons."""
+def _quarantine_schema(source: pa.Schema, labelled: pd.DataFrame | None) -> pa.Schema:
+    """The quarantined rows' columns: row number, the source's columns, the reasons.
+
+    Dictionary-encoded source columns are stored as their values (one type for every
+    batch); a column whose labelled production values the source's type cannot hold
+    (a fraction in an integer column) is stored as text.
+    """
     import pyarrow as pa
 
-    return pa.schema([pa.field(ROW_COLUMN, pa.int64()), *source,
+    fields = []
+    for f in source:
+        typ = f.type.value_type if pa.types.is_dictionary(f.type) else f.type
+        if labelled is not None and f.name in labelled.columns:
+            try:
+                pa.array(labelled[f.name], type=typ, from_pandas=True)
+            except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+                typ = pa.string()
+        fields.append(pa.field(f.name, typ))
+    return pa.schema([pa.field(ROW_COLUMN, pa.int64()), *fields,
                       pa.field("__reasons", pa.string())])
 
 
@@ -228,19 +244,24 @@ def _check_enough_rows(spec: DatasetSpec, kept: int, quarantined: int, checks: l
         "split; add rows to the source", checks)
 
 
-def _with_labelled_rows(batches: Iterator[pd.DataFrame], labelled: pd.DataFrame,
-                        schema: pa.Schema, fmt: str) -> Generator[pd.DataFrame]:
-    """The source's batches, then the labelled production rows in the source's shape.
-
-    The source's columns (missing ones empty), as text for CSV.
-    """
-    import pandas as pd
-
-    yield from batches
+def _as_source(labelled: pd.DataFrame, fmt: str) -> pd.DataFrame:
+    """Labelled production rows in the source's representation (text for CSV)."""
     if fmt == "csv":
         labelled = labelled.astype(object).where(labelled.notna(), None)
         labelled = labelled.map(lambda v: v if v is None else (
             str(int(v)) if isinstance(v, float) and v.is_integer() else str(v)))
+    return labelled
+
+
+def _with_labelled_rows(batches: Iterator[pd.DataFrame], labelled: pd.DataFrame,
+                        schema: pa.Schema) -> Generator[pd.DataFrame]:
+    """The source's batches, then the labelled production rows.
+
+    The labelled rows take the source's columns, missing ones empty.
+    """
+    import pandas as pd
+
+    yield from batches
     yield pd.DataFrame({name: labelled[name] if name in labelled.columns else None
                         for name in schema.names}, index=pd.RangeIndex(len(labelled)))
 

@@ -142,7 +142,6 @@ def build_trained_weights(
         log: A `pipelines.tracking.TrainingLog` (or None) for trials and the final fit.
     """
     import shutil
-    import tempfile
 
     from pipelines.tuning import trial_config
 
@@ -150,7 +149,10 @@ def build_trained_weights(
     # Encoded splits too large for memory go to a scratch folder beside the checkpoints:
     # removed below, and with the whole folder once a run (or its retry) has its result.
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix="encoded-", dir=checkpoint_dir))
+    # One fixed folder, emptied first: what a killed run left there goes on the retry.
+    scratch = checkpoint_dir / "encoded"
+    shutil.rmtree(scratch, ignore_errors=True)
+    scratch.mkdir()
     try:
         # Only the train and validation rows are read, a batch at a time.
         data = encode_splits(spec, store, features, params, budget=memory_budget(spec),

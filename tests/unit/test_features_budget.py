@@ -127,3 +127,60 @@ def test_long_passes_report_rows_done_rate_and_time_left(tmp_path, monkeypatch):
     assert validated[-1].startswith("validated: 2,000 rows (32 batches")
     split = [line for line in lines if line.startswith("labelled and split: ")]
     assert split and "s left" in split[0] and " of " in split[0]
+
+
+def test_frames_written_in_batches_check_under_make_verify(tmp_path):
+    """An empty quarantine, a text column with no value and nullable integers keep their
+    stored types, and `make verify` hashes them as they were named."""
+    import pyarrow as pa
+
+    from pipelines.artifacts import FrameWriter, StageResult
+    from pipelines.verify import verify_store
+
+    store = ArtifactStore(tmp_path / "store")
+    schema = pa.schema([("n", pa.int64()), ("text", pa.string())])
+    frames = {}
+    with FrameWriter(store, schema) as empty:
+        frames["empty"] = empty.close()
+    with FrameWriter(store, schema) as gaps:
+        gaps.write(pd.DataFrame({"n": pd.array([1, None], dtype="Int64"), "text": [None, None]}))
+        frames["gaps"] = gaps.close()
+    save_result(store, StageResult(kind="t", frames=frames))
+    assert verify_store(store, grace_s=0).problems == []
+
+
+def _write_table(path, frame: pd.DataFrame, fmt: str) -> None:
+    if fmt == "csv":
+        frame.to_csv(path)  # with pandas' index: an empty first header cell
+    else:
+        frame.to_parquet(path)  # a filtered frame: its index is stored as a column
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_a_source_saved_with_its_index_reads_at_any_budget(tmp_path, fmt):
+    frame = pd.read_csv(ADULT_CSV, dtype=str, keep_default_na=False).reset_index(drop=True)
+    frame = frame.iloc[100:900]  # a filtered frame: its index does not start at 0
+    if fmt == "parquet":
+        frame = frame.replace({"": None, "?": None}).astype({"workclass": "category"})
+    source = tmp_path / f"indexed.{fmt}"
+    _write_table(source, frame, fmt)
+    overrides = {"validation__max_failed_fraction": 0.5} | (
+        {"source__format": "parquet"} if fmt == "parquet" else {})
+    _, store, tiny = _run(tmp_path, source, TINY, "tiny", **overrides)
+    _, _, large = _run(tmp_path, source, LARGE, "large", **overrides)
+    assert tiny.content_hash == large.content_hash
+    assert len(read_frame(store, tiny, "features")) + tiny.info["rows"]["quarantined"] == 800
+
+
+def test_a_missing_column_is_reported_with_the_whole_tables_counts(tmp_path):
+    source = _noisy_source(tmp_path)
+    frame = pd.read_csv(source, dtype=str, keep_default_na=False).drop(columns=["education"])
+    frame.to_csv(source, index=False)
+    messages = []
+    for budget in (TINY, LARGE):
+        with pytest.raises(StageFailure) as failed:
+            _run(tmp_path, source, budget, f"missing-{budget}")
+        messages.append(str(failed.value))
+    assert messages[0] == messages[1]
+    assert "'education'" in messages[0].splitlines()[0]
+    assert "column 'age': rule 'values are numbers': 7 rows" in messages[0]
