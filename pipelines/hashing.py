@@ -180,6 +180,9 @@ def _feed_column(column: Any, hashers: tuple[Any, Any, Any, Any]) -> None:
         else:
             nulls[1] += len(chunk)
         typ = chunk.type
+        if pa.types.is_temporal(typ):  # dates, times, timestamps: hashed as their integers
+            chunk = chunk.cast(pa.int64() if typ.bit_width == 64 else pa.int32())
+            typ = chunk.type
         if pa.types.is_floating(typ):
             values = _canonical_floats(chunk.to_numpy(zero_copy_only=False))
             values_h.update(memoryview(values).cast("B"))

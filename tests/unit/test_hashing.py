@@ -61,3 +61,21 @@ def test_float32_normalisation_and_integer_nulls():
     with_null = pd.DataFrame({"n": pd.array([1, None, 3], dtype="Int64")})
     zero = pd.DataFrame({"n": pd.array([1, 0, 3], dtype="Int64")})
     assert hash_frame(with_null) != hash_frame(zero)
+
+
+def test_a_table_hashed_in_batches_hashes_as_whole_timestamps_and_gaps_included():
+
+    from pipelines.hashing import FrameHasher, hash_table
+
+    frame = pd.DataFrame({
+        "when": pd.to_datetime(["2020-01-01", None, "2021-05-05"] * 5),
+        "x": [1.5, float("nan"), -0.0] * 5, "c": ["a", None, "b"] * 5,
+        "n": pd.array([1, None, 3] * 5, dtype="Int64")})
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    for rows in (1, 2, 4, 15):
+        hasher = FrameHasher()
+        for batch in table.to_batches(max_chunksize=rows):
+            hasher.update(batch)
+        assert hasher.hexdigest() == hash_table(table), rows
+    later = frame.assign(when=frame["when"] + pd.Timedelta(seconds=1))
+    assert hash_table(pa.Table.from_pandas(later, preserve_index=False)) != hash_table(table)
