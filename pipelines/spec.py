@@ -636,6 +636,34 @@ def _rephrase(error: dict[str, Any]) -> str:
     return f"{field}: {msg}" if field else msg
 
 
+# What a block of the spec looks like, for the message when it is given as something else.
+_BLOCK_EXAMPLES = {
+    "source": "source: {path: data/my_table.csv, format: csv}",
+    "deployment": "deployment: {edge: {target: edge/}}",
+    "edge": "deployment: {edge: {target: edge/}}",
+    "monitoring": "monitoring: {drift_threshold: 0.3}",
+}
+
+
+def _block(raw: dict[str, Any], name: str, prefix: str = "") -> dict[str, Any]:
+    """A nested block of the spec as a dict (empty when absent).
+
+    Raises:
+        SpecError: the block is given as something other than a mapping (``source:
+            data.csv``), naming the field, what was given and the shape wanted
+            (`load_spec` adds the file).
+    """
+    value = raw.get(name)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise SpecError(
+            f"field {prefix}{name} must be a mapping of settings, not "
+            f"{type(value).__name__} {short_repr(value)}; write it as e.g. "
+            f"`{_BLOCK_EXAMPLES[name]}`")
+    return dict(value)
+
+
 def load_spec(path: str | Path) -> DatasetSpec:
     """Load and validate a dataset spec, with every value rule checked here.
 
@@ -669,19 +697,19 @@ def load_spec(path: str | Path) -> DatasetSpec:
                         f"target, columns, ...), not {type(raw).__name__}; see "
                         "datasets/adult.yaml for the layout")
     try:
-        source = dict(raw.get("source") or {})
+        source = _block(raw, "source")
         if "path" in source:
             source["path"] = expand_env(str(source["path"]))
         raw["source"] = source
-        deployment = dict(raw.get("deployment") or {})
-        edge = dict(deployment.get("edge") or {})
+        deployment = _block(raw, "deployment")
+        edge = _block(deployment, "edge", "deployment.")
         edge["target"] = expand_env(str(edge.get("target", EdgeSpec().target)))
         raw["deployment"] = deployment | {"edge": edge}
         if isinstance(deployment.get("batch"), dict) and "source" in deployment["batch"]:
             batch = dict(deployment["batch"])
             batch["source"] = expand_env(str(batch["source"]))
             raw["deployment"]["batch"] = batch
-        monitoring = dict(raw.get("monitoring") or {})
+        monitoring = _block(raw, "monitoring")
         monitoring["alert_webhook"] = expand_env(
             str(monitoring.get("alert_webhook", MonitoringSpec().alert_webhook)))
         raw["monitoring"] = monitoring

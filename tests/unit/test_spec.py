@@ -36,6 +36,24 @@ def test_spec_errors_name_file_and_field(tmp_path):
         load_spec(bad)
 
 
+@pytest.mark.parametrize("block, given, field", [
+    ("source: data.csv\n", "str 'data.csv'", "source"),
+    ("source: {path: a.csv}\ndeployment: {edge: edge/}\n", "str 'edge/'", "deployment.edge"),
+    ("source: {path: a.csv}\nmonitoring: [0.3]\n", "list [0.3]", "monitoring"),
+])
+def test_a_block_given_as_a_value_names_the_file_the_field_and_the_shape(tmp_path, block,
+                                                                          given, field):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(f"name: x\n{block}target: {{column: y, positive: 1}}\n"
+                   "columns: {a: {type: numeric}}\n")
+    with pytest.raises(SpecError) as err:
+        load_spec(bad)
+    message = str(err.value)
+    assert "\n" not in message and str(bad) in message
+    assert f"field {field} must be a mapping of settings, not {given}" in message
+    assert "write it as e.g. `" in message
+
+
 def test_stage_config_separates_concerns(monkeypatch):
     monkeypatch.setenv("TIDELINE_HOME", "/x")
     spec = load_spec(REPO / "datasets" / "demo.yaml")
