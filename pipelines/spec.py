@@ -604,7 +604,7 @@ def _field(loc: tuple[Any, ...]) -> str:
 _SUBFIELD = re.compile(r"^([A-Za-z_][\w\-]*(?:\.[A-Za-z_][\w\-]*)*): (.*)$", re.S)
 _TOP_FIELDS = {"name", "description", "source", "target", "columns", "sensitive", "validation",
                "split", "training", "quantization", "tuning", "gate", "model_card",
-               "deployment", "serving", "monitoring"}
+               "deployment", "serving", "monitoring", "resources"}
 
 
 def _rephrase(error: dict[str, Any]) -> str:
@@ -626,7 +626,11 @@ def _rephrase(error: dict[str, Any]) -> str:
     if kind == "missing":
         msg = "is required; add it"
     elif kind == "extra_forbidden":
-        msg = "is not a field of the spec; check its spelling and where it is nested"
+        allowed = _fields_at(loc[:-1])
+        msg = ("is not a field of the spec; check its spelling and where it is nested"
+               if allowed is None else
+               f"is not a field there; the fields of {_field(loc[:-1]) or 'a spec'} are: "
+               f"{', '.join(allowed)}")
     else:
         for start in ("Input should", "String should", "List should", "Dictionary should"):
             msg = msg.replace(start, "must" if not key else "each key must")
@@ -634,6 +638,34 @@ def _rephrase(error: dict[str, Any]) -> str:
         if isinstance(got, (str, int, float, bool)) or got is None:
             msg += f" (got {short_repr(got)})"
     return f"{field}: {msg}" if field else msg
+
+
+def _fields_at(loc: tuple[Any, ...]) -> list[str] | None:
+    """The field names the spec allows at ``loc`` (a pydantic error location).
+
+    None when ``loc`` does not lead to a block of settings.
+    """
+    import types
+    import typing
+
+    model: Any = DatasetSpec
+    for part in loc:
+        if isinstance(model, type) and issubclass(model, BaseModel):
+            info = model.model_fields.get(str(part))
+            if info is None:
+                return None
+            model = info.annotation
+        elif typing.get_origin(model) is dict:  # a key of a mapping: its values' type
+            model = typing.get_args(model)[1]
+        else:
+            return None
+        if typing.get_origin(model) in (typing.Union, types.UnionType):
+            blocks = [a for a in typing.get_args(model)
+                      if isinstance(a, type) and issubclass(a, BaseModel)]
+            model = blocks[0] if len(blocks) == 1 else model
+    if isinstance(model, type) and issubclass(model, BaseModel):
+        return list(model.model_fields)
+    return None
 
 
 # What a block of the spec looks like, for the message when it is given as something else.

@@ -281,8 +281,9 @@ SPEC_MISTAKES = {
     "unknown gate metric": ({"gate__min_metrics": {"auc": 0.5}},
                             ["gate.min_metrics: each key must be 'roc_auc'", "(got 'auc')"]),
     "misspelt field": ({"training__learnig_rate": 0.01},
-                       ["training.learnig_rate: is not a field of the spec",
-                        "check its spelling"]),
+                       ["training.learnig_rate: is not a field there",
+                        "the fields of training are: model, params, hidden, dropout, "
+                        "learning_rate"]),
     "category cap of 0": ({"validation__max_categories": 0},
                           ["validation.max_categories: must be greater than or equal to 1"]),
     "listed category over max_length": (

@@ -54,6 +54,18 @@ def test_a_block_given_as_a_value_names_the_file_the_field_and_the_shape(tmp_pat
     assert "write it as e.g. `" in message
 
 
+def test_a_misspelt_field_lists_the_fields_allowed_where_it_is(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\nsource: {path: a.csv}\ntarget: {column: y, positive: 1}\n"
+                   "columns: {a: {type: numeric}}\n"
+                   "gate: {fairness: {demographic_parity_difference: {max: 0.1}}}\n")
+    with pytest.raises(SpecError) as err:
+        load_spec(bad)
+    assert ("gate.fairness.demographic_parity_difference.max: is not a field there; the "
+            "fields of gate.fairness.demographic_parity_difference are: absolute, relative"
+            ) in str(err.value)
+
+
 def test_stage_config_separates_concerns(monkeypatch):
     monkeypatch.setenv("TIDELINE_HOME", "/x")
     spec = load_spec(REPO / "datasets" / "demo.yaml")
