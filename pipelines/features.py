@@ -162,3 +162,87 @@ def onnx_feeds(frame: pd.DataFrame, params: dict[str, Any]) -> dict[str, np.ndar
         values = frame[col].astype(object).where(frame[col].notna(), "")
         feeds[f"cat_{i}"] = np.asarray(values.astype(str), dtype=object).reshape(-1, 1)
     return feeds
+
+
+class SeededSample:
+    """A seeded sample of a frame's rows, gathered while its batches stream past.
+
+    It holds what ``frame.sample(n=size, random_state=seed)`` gives for the frame of
+    ``total`` rows the batches make up (default index), holding only the sampled rows.
+    pandas draws the positions with ``numpy.random.RandomState(seed).choice(total, size,
+    replace=False)`` and returns the rows in the order drawn, indexed by position; this
+    draws the same and gathers each batch's drawn rows as it passes. Text columns may
+    come as categoricals (cheaper to stream): the sample holds them as object strings,
+    ``None`` for missing, as a plain read of the frame gives them.
+
+    Args:
+        total: How many rows the batches hold together.
+        size: How many rows to draw (at most ``total``).
+        seed: The draw's seed (``DataFrame.sample``'s ``random_state``).
+        columns: Only these columns; all when None.
+    """
+
+    def __init__(self, total: int, size: int, seed: int, columns: list[str] | None = None):
+        import numpy as np
+
+        self._drawn = np.random.RandomState(seed).choice(
+            total, size=size, replace=False).astype(np.intp)
+        self._sorted = np.sort(self._drawn)
+        self._total, self._columns = total, columns
+        self._pieces: list[pd.DataFrame] = []
+        self._empty: pd.DataFrame | None = None
+        self._seen = 0
+
+    def add(self, batch: pd.DataFrame) -> None:
+        """Take the drawn rows among the next ``len(batch)`` rows."""
+        import numpy as np
+
+        if self._columns is not None:
+            batch = batch[self._columns]
+        lo, hi = np.searchsorted(self._sorted, [self._seen, self._seen + len(batch)])
+        if hi > lo:
+            self._pieces.append(_plain_text(batch.iloc[self._sorted[lo:hi] - self._seen]))
+        elif self._empty is None:
+            self._empty = _plain_text(batch.iloc[:0])
+        self._seen += len(batch)
+
+    def frame(self) -> pd.DataFrame:
+        """The sample, in the order drawn, indexed by the rows' positions.
+
+        Raises:
+            ValueError: the batches held another number of rows than ``total``, or none.
+        """
+        import numpy as np
+        import pandas as pd
+
+        if self._seen != self._total:
+            raise ValueError(f"expected {self._total} rows to sample from, read {self._seen}")
+        picked = (pd.concat(self._pieces) if len(self._pieces) > 1
+                  else self._pieces[0] if self._pieces else self._empty)
+        if picked is None:
+            raise ValueError("no batches to sample from")
+        out = picked.iloc[np.searchsorted(self._sorted, self._drawn)]
+        out.index = pd.Index(self._drawn)
+        return out
+
+
+def seeded_sample(batches: Iterable[pd.DataFrame], rows: int, n: int, seed: int = 0,
+                  columns: list[str] | None = None) -> pd.DataFrame:
+    """`SeededSample` of ``min(n, rows)`` rows over ``batches`` (``rows`` rows in all)."""
+    sample = SeededSample(rows, min(n, rows), seed, columns)
+    for batch in batches:
+        sample.add(batch)
+    return sample.frame()
+
+
+def _plain_text(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with categorical columns as object values, ``None`` for missing."""
+    import pandas as pd
+
+    text = [c for c in frame.columns if isinstance(frame[c].dtype, pd.CategoricalDtype)]
+    if not text:
+        return frame
+    frame = frame.copy()
+    for c in text:
+        frame[c] = frame[c].astype(object).where(frame[c].notna(), None)
+    return frame

@@ -152,59 +152,6 @@ def _concat_feeds(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
 
-def seeded_sample(batches: Iterable[pd.DataFrame], rows: int, n: int,
-                  seed: int = 0) -> pd.DataFrame:
-    """The seeded sample pandas would take of the frame ``batches`` make up.
-
-    The result is what ``frame.sample(n=min(n, rows), random_state=seed)`` gives for the
-    concatenated batches (``rows`` rows, default index), holding only the sampled rows.
-    Text columns may come as categoricals (cheaper to stream): the sampled rows hold them
-    as object strings, ``None`` for missing, as a plain read of the frame gives them.
-    pandas draws the positions with ``RandomState(seed).choice(rows, n, replace=False)``;
-    the same draw picks the rows from each batch as it passes, and they come back in the
-    drawn order with their positions as the index, as pandas returns them.
-
-    Raises:
-        ValueError: The batches hold a different number of rows than ``rows``.
-    """
-    import pandas as pd
-
-    drawn = np.random.RandomState(seed).choice(
-        rows, size=min(n, rows), replace=False).astype(np.intp)
-    wanted = np.sort(drawn)
-    parts: list[pd.DataFrame] = []
-    start = 0
-    empty = None
-    for batch in batches:
-        lo, hi = np.searchsorted(wanted, [start, start + len(batch)])
-        if hi > lo:
-            parts.append(_plain_text(batch.iloc[wanted[lo:hi] - start]))
-        elif empty is None:
-            empty = _plain_text(batch.iloc[:0])
-        start += len(batch)
-    if start != rows:
-        raise ValueError(f"expected {rows} rows to sample from, read {start}")
-    picked = pd.concat(parts) if len(parts) > 1 else parts[0] if parts else empty
-    if picked is None:
-        raise ValueError("no batches to sample from")
-    out = picked.iloc[np.searchsorted(wanted, drawn)]
-    out.index = pd.Index(drawn)
-    return out
-
-
-def _plain_text(frame: pd.DataFrame) -> pd.DataFrame:
-    """``frame`` with categorical columns as object values, ``None`` for missing."""
-    import pandas as pd
-
-    text = [c for c in frame.columns if isinstance(frame[c].dtype, pd.CategoricalDtype)]
-    if not text:
-        return frame
-    frame = frame.copy()
-    for c in text:
-        frame[c] = frame[c].astype(object).where(frame[c].notna(), None)
-    return frame
-
-
 class _Calibration:
     def __init__(self, feeds: dict[str, np.ndarray], batch: int = 64):
         n = len(next(iter(feeds.values())))

@@ -298,65 +298,6 @@ def _map_file(path: Path, shape: tuple[int, ...], dtype: Any) -> tuple[np.ndarra
     return np.frombuffer(mapped, dtype=dtype).reshape(shape), mapped
 
 
-class SeededSample:
-    """A seeded sample of a frame's rows, gathered while its batches stream past.
-
-    It holds what ``frame.sample(n=size, random_state=seed).reset_index(drop=True)``
-    gives for a frame of ``total`` rows. pandas draws the positions with
-    ``numpy.random.RandomState(seed).choice(total, size, replace=False)`` and returns the
-    rows in the order drawn; this draws the same and puts the gathered rows in that order.
-    Categorical text columns come back as plain strings (None for missing), as a
-    whole-frame read gives them.
-    """
-
-    def __init__(self, total: int, size: int, seed: int, columns: list[str]):
-        import numpy as np
-
-        picks = np.random.RandomState(seed).choice(total, size=size, replace=False)
-        self._slots = np.argsort(picks, kind="stable")  # draw order of each sorted position
-        self._positions = picks[self._slots]
-        self._columns = columns
-        self._pieces: list[pd.DataFrame] = []
-        self._seen = 0
-
-    def add(self, batch: pd.DataFrame) -> None:
-        """Take the drawn rows among the next ``len(batch)`` rows."""
-        import numpy as np
-
-        lo, hi = np.searchsorted(self._positions, [self._seen, self._seen + len(batch)])
-        if hi > lo:
-            piece = batch.iloc[self._positions[lo:hi] - self._seen][self._columns]
-            self._pieces.append(_plain_text(piece))
-        self._seen += len(batch)
-
-    def frame(self) -> pd.DataFrame:
-        """The sample, in the order drawn.
-
-        Raises:
-            ValueError: the batches did not hold every drawn position.
-        """
-        import numpy as np
-        import pandas as pd
-
-        rows = pd.concat(self._pieces, ignore_index=True) if self._pieces else None
-        if rows is None or len(rows) != len(self._positions):
-            raise ValueError(f"the batches held {self._seen} rows, too few for the sample")
-        where = np.empty_like(self._slots)
-        where[self._slots] = np.arange(len(self._slots))
-        return rows.iloc[where].reset_index(drop=True)
-
-
-def _plain_text(frame: pd.DataFrame) -> pd.DataFrame:
-    import pandas as pd
-
-    frame = frame.copy()
-    for col in frame.columns:
-        values = frame[col]
-        if isinstance(values.dtype, pd.CategoricalDtype):
-            frame[col] = values.astype(object).where(values.notna(), None)
-    return frame
-
-
 class _Feed:
     """Minibatches and validation chunks of one split as the model's input tensors.
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from pipelines.artifacts import StageResult, iter_frame, read_file
 from pipelines.export import export_predictor
-from pipelines.features import SPLIT_COLUMN, onnx_feeds
+from pipelines.features import SPLIT_COLUMN, onnx_feeds, seeded_sample
 from pipelines.hashing import canonical_json
 from pipelines.progress import RowProgress
 from pipelines.quantize import (
@@ -24,7 +24,6 @@ from pipelines.quantize import (
     Parity,
     parity,
     quantize_int8,
-    seeded_sample,
     session,
 )
 from pipelines.resources import batch_rows, memory_budget
@@ -90,10 +89,10 @@ def build_variants(spec: DatasetSpec, store: ArtifactStore, features: Manifest,
     rows = features.info["rows"]
     per_batch = batch_rows(memory_budget(spec), ROW_BYTES)
 
-    def split(name: str, categories: bool) -> Any:
+    def split(name: str) -> Any:
         return iter_frame(store, features, "features", batch_rows=per_batch,
                           columns=list(spec.columns), where=(SPLIT_COLUMN, name),
-                          categories=categories)
+                          categories=True)
 
     params = json.loads(read_file(store, weights, "preprocess.json"))
     fp32 = read_file(store, weights, "model_fp32.onnx")
@@ -104,7 +103,7 @@ def build_variants(spec: DatasetSpec, store: ArtifactStore, features: Manifest,
 
     # The rows pandas' seeded sample of the whole training split would pick, gathered
     # from the stream: the same calibration rows (and int8 bytes) at any budget.
-    calibration = seeded_sample(split("train", categories=True), rows["train"],
+    calibration = seeded_sample(split("train"), rows["train"],
                                 cfg.calibration_rows, seed=CALIBRATION_SEED)
     makers = {"int8": lambda: int8_from_calibration(fp32, model, calibration, params),
               "fp16": lambda: export_predictor(model, params, precision="fp16")}
@@ -130,7 +129,7 @@ def build_variants(spec: DatasetSpec, store: ArtifactStore, features: Manifest,
     scorer = ChunkedScorer(sessions, params, tolerate=candidates)
     progress = RowProgress(on_progress, f"parity: {', '.join(sessions)} scored",
                            int(rows["test"]))
-    for batch in split("test", categories=True):
+    for batch in split("test"):
         scorer.add(batch)
         progress.add(len(batch))
     scored = scorer.finish()
@@ -164,4 +163,3 @@ def build_variants(spec: DatasetSpec, store: ArtifactStore, features: Manifest,
                   **({"int8_size_ratio": round(sizes["int8"] / sizes["fp32"], 3)}
                      if "int8" in sizes else {})},
     )
-

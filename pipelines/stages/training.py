@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from pipelines.architectures import user_code
 from pipelines.artifacts import StageResult, iter_frame
 from pipelines.export import export_predictor
-from pipelines.features import LABEL_COLUMN, SPLIT_COLUMN
+from pipelines.features import LABEL_COLUMN, SPLIT_COLUMN, SeededSample
 from pipelines.hashing import canonical_json
 from pipelines.resources import batch_rows, memory_budget
 from pipelines.spec import DatasetSpec, TrainingSpec
@@ -23,7 +23,6 @@ from pipelines.stages.features import load_params
 from pipelines.store import ArtifactStore, Manifest
 from pipelines.training import (
     EncodedRows,
-    SeededSample,
     build_model,
     encode_batches,
     encoded_row_bytes,
@@ -92,7 +91,8 @@ def encode_splits(spec: DatasetSpec, store: ArtifactStore, features: Manifest,
                                      folder=scratch / split if on_disk else None,
                                      mapped_limit=int(budget * MAPPED_SHARE))
                for split in ("train", "val")}
-    return TrainingData(encoded["train"], encoded["val"], sample.frame())
+    return TrainingData(encoded["train"], encoded["val"],
+                        sample.frame().reset_index(drop=True))
 
 
 def search(spec: DatasetSpec, train_rows: EncodedRows, val_rows: EncodedRows,

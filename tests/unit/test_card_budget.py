@@ -18,7 +18,7 @@ import pytest
 
 from pipelines import baselines, quantize
 from pipelines.artifacts import iter_frame, read_file, read_frame, read_splits, save_result
-from pipelines.features import LABEL_COLUMN, ROW_COLUMN, SPLIT_COLUMN
+from pipelines.features import LABEL_COLUMN, ROW_COLUMN, SPLIT_COLUMN, seeded_sample
 from pipelines.spec import load_spec
 from pipelines.store import ArtifactStore
 from tests.conftest import ADULT_CSV, fast_adult_spec
@@ -190,13 +190,13 @@ def test_the_calibration_gather_is_pandas_seeded_sample(chain, n):
                         columns=columns)[0]
     expected = train.sample(n=min(n, len(train)), random_state=CALIBRATION_SEED)
     for batch, categories in ((64, True), (7, False), (100_000, True), (100_000, False)):
-        got = quantize.seeded_sample(_split(chain, "train", batch, categories, columns),
+        got = seeded_sample(_split(chain, "train", batch, categories, columns),
                                      len(train), n, seed=CALIBRATION_SEED)
         pd.testing.assert_frame_equal(got, expected)
         # Missing text is None, as in the plain read (the frame check lets NaN pass).
         assert got.map(type).equals(expected.map(type))
     with pytest.raises(ValueError, match="expected"):
-        quantize.seeded_sample(_split(chain, "train", 64, False, columns), len(train) + 1, n)
+        seeded_sample(_split(chain, "train", 64, False, columns), len(train) + 1, n)
 
 
 def test_baseline_rows_are_a_seeded_sample_above_the_cap_and_fit_as_plain_rows(chain):
