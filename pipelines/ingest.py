@@ -204,79 +204,16 @@ def _check_delimiter(header: list[str], header_line: str, delimiter: str,
 
 HEADER_PREFIX_BYTES = 1 << 20
 _DECODE_CHUNK = 16 << 20
-
-
-def _check_encoding(data: bytes, encoding: str, file: str) -> None:
-    """Fail naming the first byte that is not valid ``encoding``, decoding in chunks."""
-    import codecs
-
-    decoder = codecs.getincrementaldecoder(encoding)()
-    try:
-        for start in range(0, len(data), _DECODE_CHUNK):
-            decoder.decode(data[start:start + _DECODE_CHUNK],
-                           final=start + _DECODE_CHUNK >= len(data))
-        if not data:
-            decoder.decode(b"", final=True)
-    except UnicodeDecodeError:
-        try:  # the whole file once more, for the exact offset (only when it is invalid)
-            data.decode(encoding)
-        except UnicodeDecodeError as exc:
-            line = data[: exc.start].count(b"\n") + 1
-            raise InputError(
-                f"byte {exc.start} (line {line}) is not valid {encoding}; re-save the file as"
-                f" {encoding} or set source.encoding in the spec",
-                file=file,
-                rule="encoding",
-            ) from None
-        raise
-
-
-def _read_csv(data: bytes, encoding: str, na_values: list[str], file: str, delimiter: str,
-              expected_columns: int | None) -> pd.DataFrame:
-    import pandas as pd
-
-    _check_encoding(data, encoding, file)
-    # The header from a prefix: the whole text decoded (and again as the 4-byte characters
-    # of a StringIO) would be several times the file's size in memory.
-    prefix = data[:HEADER_PREFIX_BYTES].decode(encoding, errors="ignore")
-    header_line = prefix.lstrip("\ufeff").split("\n", 1)[0]
-    header = next(csv.reader(io.StringIO(header_line), delimiter=delimiter), [])
-    _check_delimiter(header, header_line, delimiter, expected_columns, file)
-    _check_header([h.strip() for h in header], file)
-    try:
-        frame = pd.read_csv(
-            io.BytesIO(data), encoding=encoding, sep=delimiter, dtype=str,
-            keep_default_na=False, na_values=na_values
-        )
-    except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
-        raise InputError(
-            f"not a readable CSV file ({exc}); check the quoting of fields that contain "
-            f"{delimiter!r} or line breaks", file=file, rule="csv format") from None
-    frame.columns = [str(c).strip() for c in frame.columns]
-    return frame
-
-
-def _read_parquet(data: bytes, file: str) -> pd.DataFrame:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    try:
-        table = pq.read_table(pa.BufferReader(data))
-    except (pa.ArrowInvalid, OSError) as exc:
-        raise InputError(
-            f"not a readable Parquet file (truncated or corrupt?): {exc}; re-export it, or "
-            "set source.format: csv if it is CSV text",
-            file=file,
-            rule="parquet format",
-        ) from None
-    _check_header(table.column_names, file)
-    return table.to_pandas()
+# Rows per batch that make a whole file one batch.
+_WHOLE_FILE = 1 << 40
 
 
 def parse_raw(data: bytes, *, fmt: str, file: str, encoding: str = "utf-8",
               na_values: list[str] | None = None, delimiter: str = ",",
               expected_columns: int | None = None) -> pd.DataFrame:
     """Parse raw bytes into a frame, failing with a clear one-line `InputError`.
+
+    `read_raw_batches` over the bytes in one batch: the same checks, errors and types.
 
     Args:
         data: The raw file bytes.
@@ -288,23 +225,14 @@ def parse_raw(data: bytes, *, fmt: str, file: str, encoding: str = "utf-8",
         expected_columns: How many columns the spec reads (features and target); a CSV
             header that splits into one column then fails naming the likely delimiter.
     """
-    if not data.strip():
-        raise InputError(
-            f"the file is empty ({len(data)} bytes{', all blank' if data else ''}); expected a "
-            "header line and rows: "
-            "re-export the data or point source.path at the right file",
-            file=file, rule="not empty")
-    _check_not_compressed(data, fmt, file)
-    if fmt == "parquet":
-        frame = _read_parquet(data, file)
-    else:
-        frame = _read_csv(data, encoding, na_values if na_values is not None else [""], file,
-                          delimiter, expected_columns)
-    if frame.empty:
-        raise InputError(
-            f"the file has a header ({len(frame.columns)} columns) but no data rows; "
-            "re-export the data with its rows", file=file, rule="not empty")
-    return frame
+    import pandas as pd
+
+    _, batches = read_raw_batches(
+        io.BytesIO(data), fmt=fmt, file=file, batch_rows=_WHOLE_FILE, encoding=encoding,
+        na_values=na_values, delimiter=delimiter, expected_columns=expected_columns)
+    with closing(batches):
+        frames = list(batches)
+    return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
 
 
 def _check_stream_encoding(stream: BinaryIO, encoding: str, file: str) -> None:
