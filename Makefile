@@ -22,20 +22,25 @@ endif
 
 .PHONY: install state demo test ui bench lint clean lock reproduce serve api-key \
 	promote abort rollback deploy-status drift-demo gc verify
+.PHONY: chromium screenshots
 
+# pip's output goes to $(STATE)/logs/install.log; the terminal sees it only if the install fails.
 $(VENV)/.installed: requirements.lock
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade "pip>=25"
-	$(BIN)/pip install --quiet -r requirements.lock
-	touch $@
+	@mkdir -p $(STATE)/logs
+	@echo "installing the locked dependencies into $(VENV) (pip's log: $(STATE)/logs/install.log)"
+	@{ $(PYTHON) -m venv $(VENV) && $(BIN)/pip install --quiet --upgrade "pip>=25" \
+	  && $(BIN)/pip install --quiet -r requirements.lock; } > $(STATE)/logs/install.log 2>&1 \
+	  || { cat $(STATE)/logs/install.log; \
+	       echo "error: installing the dependencies failed (pip's output above)" >&2; exit 1; }
+	@touch $@
 
 install: $(VENV)/.installed
 
 state: install
-	$(BIN)/python -m cli.setup_state
+	@$(BIN)/python -m cli.setup_state
 
 demo: state
-	$(BIN)/python -m cli.demo
+	@$(BIN)/python -m cli.demo
 
 test: install
 	$(BIN)/python -m pytest -m "not gpu" $(PYTEST_ARGS)
@@ -53,6 +58,12 @@ reproduce: state
 serve: state
 	@test -s $(STATE)/serving/api_keys.json || $(BIN)/python -m cli.deployctl api-key local
 	$(BIN)/python -m cli.serve --port $${PORT:-8000} --workers $${WORKERS:-1}
+
+# Chain metrics for Prometheus (stage seconds, cache hits, drift, gate, training cost) read
+# from the Dagster instance at each scrape: http://127.0.0.1:9109/metrics (PORT= to change).
+.PHONY: chain-metrics
+chain-metrics: state
+	$(BIN)/python -m cli.chain_metrics --port $${PORT:-9109}
 
 api-key: install
 	$(BIN)/python -m cli.deployctl api-key $${NAME:-local}
@@ -74,12 +85,39 @@ gc: state
 verify: state
 	$(BIN)/python -m cli.verify
 
+# Print deployed version VERSION's audit pack (signatures, ML-BOM, lineage, card) and check
+# every hash and signature from the store alone; exits non-zero naming the file that fails.
+.PHONY: audit
+audit: install
+	@test -n "$(VERSION)" || (echo "usage: make audit [MODEL=name] VERSION=n" >&2; exit 2)
+	@$(BIN)/python -m cli.audit --version $(VERSION)
+
+# The dataset spec's JSON Schema (datasets/spec.schema.json, which editors check specs
+# against) and its reference (docs/spec-reference.md), from pipelines/spec.py.
+.PHONY: schema
+schema: install
+	$(BIN)/python -m cli.schema
+
 # REPAIR=1 also brings head, edge bundles and MLflow aliases in line with the history.
 deploy-status: install
 	$(BIN)/python -m cli.deployctl status $(if $(REPAIR),--repair,)
 
 bench: state
 	$(BIN)/python -m bench.run_all
+
+# Headless Chromium for `make screenshots` (Debian's package; only installed when missing).
+chromium:
+	@command -v chromium >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && \
+	  $$SUDO apt-get install -y --no-install-recommends chromium; }
+
+# PNGs of the Dagster UI (asset graph, model card, deploy gate, drift report) into OUT
+# (default .tideline/screenshots); STATE_DIR=folder uses an existing state instead of a
+# fresh temporary one.
+screenshots: install chromium
+	$(BIN)/python -m bench.screenshots --out $(or $(OUT),$(STATE)/screenshots) \
+	  $(if $(STATE_DIR),--state $(STATE_DIR),)
 
 lint: install
 	$(BIN)/ruff check .

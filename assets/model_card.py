@@ -31,15 +31,26 @@ def build_model_card(spec: DatasetSpec) -> dg.AssetsDefinition:
         refs = {"validated_features": validated_features, "trained_weights": trained_weights,
                 "quantized_weights": quantized_weights}
         champion = baseline(st, spec.name, trained_weights.content_hash)
+        raw = context.instance.get_latest_materialization_event(key(spec, "raw_data"))
+        raw_hash = raw.asset_materialization.metadata.get("content_hash") if (
+            raw and raw.asset_materialization) else None
 
         def compute(recipe: str):
-            from pipelines.stages.model_card import build_card
+            from pipelines.stages.model_card import build_card, recorded_cost
             from pipelines.tracking import log_card
 
+            # What training these weights cost, as their materialization recorded it.
+            trained = context.instance.get_latest_materialization_event(
+                key(spec, "trained_weights"))
+            trained_meta = {k: v.value for k, v in trained.asset_materialization.metadata.items()
+                            } if trained and trained.asset_materialization else {}
             result = build_card(spec, st, *(st.get_manifest(r.content_hash)
                                             for r in refs.values()),
                                 lineage={name: r.content_hash for name, r in refs.items()},
-                                champion=champion, on_progress=context.log.info)
+                                champion=champion, on_progress=context.log.info,
+                                raw_data=raw_hash.value if raw_hash else None,
+                                training_cost=recorded_cost(trained_meta,
+                                                            trained_weights.content_hash))
             html = result.files["card.html"]
             result.metadata["card_html"] = PathLink(st.object_url(hash_bytes(html)))
             result.metadata["mlflow_run_id"] = log_card(

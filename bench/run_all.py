@@ -8,7 +8,7 @@ import sys
 BENCHES = ["bench.import_time", "bench.many_models", "bench.hash_frame", "bench.noop_rerun",
            "bench.noop_data_size", "bench.chain_overhead", "bench.tuning",
            "bench.serving_inference", "bench.serving_http", "bench.rollback", "bench.drift",
-           "bench.models"]
+           "bench.models", "bench.tracing_overhead"]
 
 
 def main() -> int:

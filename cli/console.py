@@ -1,9 +1,9 @@
-"""The terminal side of the command-line targets: progress lines, one-line errors, a log file.
+"""The terminal side of the command-line targets: progress, one-line errors, a log file.
 
-Dagster's console logger and library warnings go to a log file under
-``$TIDELINE_HOME/logs/``; the terminal gets a line per finished asset, the stages' own
-progress messages (epochs, trials, cache hits) and, when something a user can fix goes
-wrong, one line naming the file, field or column, the rule and what to do, with exit
+Dagster's event stream, the Python logging of a run and library warnings go to a log
+file under ``$TIDELINE_HOME/logs/``; the terminal gets a line per stage kept up to date
+from the run's events (:mod:`cli.progress_display`) and, when something a user can fix
+goes wrong, one line naming the file, field or column, the rule and what to do, with exit
 status 2. ``VERBOSE=1`` shows everything the log file gets on the terminal too.
 """
 
@@ -12,14 +12,17 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import io
+import logging
 import os
 import sys
 import threading
 import traceback
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
+
+if TYPE_CHECKING:
+    from cli.run_progress import RunEvent
 
 # Exit status of a run refused for a reason the user can fix (bad input, spec mistake).
 USER_ERROR = 2
@@ -41,6 +44,15 @@ class _Tee(io.TextIOBase):
     def flush(self) -> None:
         for s in self.streams:
             s.flush()
+
+
+# The log file of the command run_command is running (None outside one).
+_current_log: Path | None = None
+
+
+def current_log() -> Path | None:
+    """The log file this command's stderr, Dagster's log and warnings go to."""
+    return _current_log
 
 
 def log_path(state: Path, command: str) -> Path:
@@ -66,11 +78,13 @@ def logged_stderr(path: Path) -> Iterator[TextIO]:
 
 def user_errors() -> tuple[type[BaseException], ...]:
     """Exceptions whose message is the one line a user needs (no traceback)."""
+    from pipelines.cost import PriceError
     from pipelines.deploy import DeployError
     from pipelines.ingest import InputError
+    from pipelines.signing import SignatureError
     from pipelines.spec import SpecError
 
-    return (SpecError, InputError, DeployError)
+    return (SpecError, InputError, DeployError, SignatureError, PriceError)
 
 
 def first_line(text: str | None) -> str:
@@ -97,44 +111,54 @@ def step_failure_line(event: Any) -> str:
 _ENGINE_NOISE = ("Dependencies for step ",)
 
 
-@dataclass(frozen=True)
-class Progress:
-    """One line of progress for the terminal."""
+def run_events(record: Any) -> list[RunEvent]:
+    """What one record of a run's event log means for the progress display."""
+    from cli.run_progress import (
+        Materialized,
+        Planned,
+        StageLog,
+        StepEnded,
+        StepStarted,
+        stage_summary,
+    )
 
-    step: str
-    text: str
-
-
-def _progress(record: Any) -> Progress | None:
     entry = record.event_log_entry
     event = entry.dagster_event
-    step = entry.step_key or ""
-    if event is None:  # a stage's own log message (epochs, trials, cache hits)
+    step, at = entry.step_key or "", entry.timestamp
+    if not step:
+        return []
+    if event is None:  # a stage's own log message (cache hit or miss, trials, epochs, rows)
         text = entry.user_message
-        if entry.level < 20 or not step or text.startswith(_ENGINE_NOISE):
-            return None
-        return Progress(step, text)
+        if entry.level < logging.INFO or text.startswith(_ENGINE_NOISE):
+            return []
+        return [StageLog(step, text, at)]
+    if event.is_asset_materialization_planned and event.asset_key is not None:
+        path = event.asset_key.path
+        return [Planned(step, path[0], path[-1])]
+    if event.is_step_start:
+        return [StepStarted(step, at)]
+    if event.is_step_success:
+        return [StepEnded(step, at)]
+    if event.is_step_failure:
+        return [StepEnded(step, at, failure=step_failure_line(event))]
     if event.is_step_materialization:
         mat = event.step_materialization_data.materialization
         meta = {k: v.value for k, v in mat.metadata.items()}
-        name = mat.asset_key.to_user_string()
-        if "outcome" in meta:
-            return Progress(step, f"{name}: {meta['outcome']} v{meta.get('version')}")
-        return Progress(step, f"{name}: {meta.get('cache', '?')} "
-                              f"{str(meta.get('content_hash', ''))[:19]} "
-                              f"({float(meta.get('seconds', 0.0)):.2f} s)")
-    if event.is_step_failure:
-        return Progress(step, f"FAILED: {step_failure_line(event)}")
-    return None
+        seconds = meta.get("seconds")
+        return [Materialized(step, mat.asset_key.path[0], mat.asset_key.path[-1],
+                             str(meta.get("cache", "-")),
+                             float(seconds) if isinstance(seconds, (int, float)) else None,
+                             stage_summary(meta), at)]
+    return []
 
 
 class ProgressWatcher:
-    """Prints a run's progress while it executes (polls the instance's event log)."""
+    """Feeds a run's events to ``show`` while it executes (polls the instance's event log)."""
 
-    def __init__(self, instance: Any, run_id: str, out: TextIO,
-                 interval_s: float = 0.3, show: Callable[[Progress], bool] | None = None):
-        self.instance, self.run_id, self.out = instance, run_id, out
-        self.interval_s, self.show = interval_s, show or (lambda p: True)
+    def __init__(self, instance: Any, run_id: str, show: Callable[[list[RunEvent]], None],
+                 interval_s: float = 0.3):
+        self.instance, self.run_id, self.show = instance, run_id, show
+        self.interval_s = interval_s
         self._cursor: str | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True, name="progress")
@@ -147,7 +171,10 @@ class ProgressWatcher:
         self._stop.set()
         self._thread.join(timeout=10)
         if not self._thread.is_alive():  # else it is still polling: one poller per cursor
-            self.poll()  # whatever arrived after the last tick
+            try:
+                self.poll()  # whatever arrived after the last tick
+            except Exception:  # progress is best effort: the run's own outcome comes next
+                traceback.print_exc(file=sys.stderr)
 
     def _loop(self) -> None:
         while not self._stop.wait(self.interval_s):
@@ -160,11 +187,7 @@ class ProgressWatcher:
         while True:
             conn = self.instance.get_records_for_run(self.run_id, cursor=self._cursor,
                                                      limit=500)
-            for record in conn.records:
-                line = _progress(record)
-                if line is not None and self.show(line):
-                    prefix = f"[{line.step}] " if line.step else ""
-                    print(f"  {prefix}{line.text}", file=self.out, flush=True)
+            self.show([e for record in conn.records for e in run_events(record)])
             self._cursor = conn.cursor
             if not conn.has_more:
                 return
@@ -185,9 +208,10 @@ def run_command(main: Callable[[], int], command: str) -> int:
     then its one line, last, and exits 2; anything else does the same with exit status 1
     (the log has the traceback).
     """
+    global _current_log
     from pipelines.paths import state_dir
 
-    path = log_path(state_dir(), command)
+    path = _current_log = log_path(state_dir(), command)
     with logged_stderr(path) as terminal:
         try:
             return main()

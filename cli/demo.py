@@ -1,17 +1,20 @@
-"""Run every model's chain once on the local instance and print what each asset did.
+"""Run every model's chain once on the local instance and print what each stage did.
 
 Usage: ``python -m cli.demo`` (``make demo``; ``make demo SPEC=adult`` runs one model). By
 default every spec in the datasets folder whose data is present runs (the bundled demo
-always; Adult when ``TIDELINE_ADULT_CSV`` points at its CSV). Prints each asset as it
-finishes and the stages' progress, then a table of model, stage, cache hit or miss,
-content hash and seconds, and where each model card is. Dagster's own log goes to
-``$TIDELINE_HOME/logs/`` (``VERBOSE=1`` shows it here too). A spec that fails to load is
-reported in one line and the other models still run; a refused run ends with one line
-saying what to fix, exit status 2.
+always; Adult when ``TIDELINE_ADULT_CSV`` points at its CSV). While a chain runs, each
+stage has one line kept up to date (:mod:`cli.progress_display`: cache hit or miss, rows,
+trials and epochs with the time left; a live table with bars on a terminal); then come
+where the model card and the deployment are, the log file and, last, a table of model,
+stage, cache hit or miss, content hash and seconds. Dagster's event stream and the run's
+Python logging go to that log file under ``$TIDELINE_HOME/logs/`` (``VERBOSE=1`` shows
+them here too). A spec that fails to load is reported in one line and the other models
+still run; a refused run ends with one line saying what to fix, exit status 2.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
@@ -34,21 +37,24 @@ class Row:
     seconds: float
 
 
-def run_chain(model: str, defs=None, instance=None, progress=None):
+def run_chain(model: str, defs=None, instance=None, progress=None, live: bool | None = None):
     """Execute ``<model>_training_job`` in process; returns the Dagster result.
 
     Args:
         model: The model (dataset spec name).
         defs: The Definitions (default: built from the datasets folder).
         instance: The Dagster instance (default: the one ``DAGSTER_HOME`` names).
-        progress: A stream for progress lines while the run executes (None: quiet).
+        progress: The stream for the stages' progress while the run executes (None:
+            quiet). Meanwhile anything else written to stdout goes to stderr (the log file).
+        live: A live table with bars (default: when ``progress`` is a terminal and
+            ``VERBOSE`` is off), else plain lines.
     """
-    import contextlib
     import uuid
 
     import dagster as dg
 
-    from cli.console import ProgressWatcher
+    from cli.console import ProgressWatcher, verbose
+    from cli.progress_display import ProgressDisplay
     from definitions import build_definitions
     from resources.runs import host_tags, release_dead_runs
 
@@ -59,9 +65,13 @@ def run_chain(model: str, defs=None, instance=None, progress=None):
                                                        flush=True))
     job = defs.resolve_job_def(f"{model}_training_job")
     run_id = str(uuid.uuid4())
-    watch = (ProgressWatcher(instance, run_id, progress) if progress is not None
-             else contextlib.nullcontext())
-    with watch:
+    with contextlib.ExitStack() as stack:
+        if progress is not None:
+            # VERBOSE interleaves the log with the progress: a redrawn table would garble it.
+            display = stack.enter_context(
+                ProgressDisplay(progress, live=False if verbose() else live))
+            stack.enter_context(ProgressWatcher(instance, run_id, display.feed))
+            stack.enter_context(contextlib.redirect_stdout(sys.stderr))
         return job.execute_in_process(instance=instance, raise_on_error=False, run_id=run_id,
                                       tags=host_tags())
 
@@ -83,10 +93,18 @@ def summary(result) -> tuple[list[Row], DeploymentOutcome | None]:
 
 
 def export_card(store, content_hash: str, dest: Path) -> Path:
-    """Copy the card's Markdown, HTML and plots out of the store to a readable folder."""
+    """Copy the card's Markdown, HTML and every plot it names out of the store to a folder.
+
+    Files of an earlier card that this one does not have (a sensitive column's plot that
+    is gone) are removed, so the folder holds exactly this card.
+    """
     manifest = store.get_manifest(content_hash)
     dest.mkdir(parents=True, exist_ok=True)
-    for name in ("card.md", "card.html", "roc.png", "calibration.png"):
+    names = {"card.md", "card.html"} | {n for n in manifest.files if n.endswith(".png")}
+    for stale in dest.glob("*.png"):
+        if stale.name not in names:
+            stale.unlink()
+    for name in sorted(names):
         (dest / name).write_bytes(store.get_bytes(manifest.files[name]))
     return dest / "card.html"
 
@@ -135,6 +153,24 @@ def data_present(spec) -> str | None:
     return None
 
 
+def where_to_point(spec_path: Path) -> str:
+    """``set VAR, or source.path in datasets/x.yaml``: what tells a spec where its data is."""
+    import re
+
+    import yaml
+
+    where = spec_path
+    with contextlib.suppress(ValueError):
+        where = spec_path.resolve().relative_to(Path.cwd().resolve())
+    try:
+        raw = str(yaml.safe_load(spec_path.read_text())["source"]["path"])
+    except (OSError, yaml.YAMLError, KeyError, TypeError):
+        raw = ""
+    # A path that is one variable (``${TIDELINE_ADULT_CSV:-data/adult.csv}``): name it.
+    whole = re.fullmatch(r"\$\{(\w+)(?::-[^}]*)?\}", raw.strip())
+    return (f"set {whole[1]}, or " if whole else "set ") + f"source.path in {where}"
+
+
 def chosen_models(catalog, name: str | None) -> list[str]:
     """``name`` alone, else every model whose data is present (each skip is said)."""
     if name:
@@ -142,9 +178,8 @@ def chosen_models(catalog, name: str | None) -> list[str]:
     models = []
     for entry in catalog.entries:
         if data_present(entry.spec):
-            print(f"skipping {entry.name}: no data at {entry.spec.source.path} (source.path "
-                  f"in {entry.path}; an environment variable there, such as "
-                  "TIDELINE_ADULT_CSV, may point at your copy)", flush=True)
+            print(f"skipping {entry.name}: no data at {entry.spec.source.path} "
+                  f"({where_to_point(Path(entry.path))})", flush=True)
             continue
         models.append(entry.name)
     return models
@@ -158,13 +193,30 @@ def print_table(rows: list[Row]) -> None:
               f"{r.seconds:>8.3f}")
 
 
+def deployment_line(deployed: DeploymentOutcome) -> str:
+    """Where the model serves from, or why it does not (no ``vnone`` for a missing version)."""
+    from cli.run_progress import version_label
+
+    if deployed.outcome == "rejected":
+        return f"deployment: not deployed ({deployed.reason or 'the gate blocked it'})"
+    stable, canary = version_label(deployed.stable_version), version_label(
+        deployed.canary_version)
+    line = "deployment: " + (f"stable {stable}" if stable else "no stable model")
+    line += f", canary {canary}" if canary else ", no canary"
+    if deployed.edge_bundle:
+        line += f"; edge bundle {deployed.edge_bundle}"
+    if stable or canary:
+        line += "\n            serve it: make serve (API key: make api-key)"
+    return line
+
+
 def run_model(defs, model: str) -> list[Row]:
-    """Run one model's chain, print its table and where its card and bundle are."""
+    """Run one model's chain; print where its card and bundle are; return its table rows."""
     from cli.console import CommandFailed
+    from cli.run_progress import deployment_text
     from pipelines.paths import state_dir
 
-    print(f"running {model}_training_job (progress below; Dagster's log: "
-          "$TIDELINE_HOME/logs/)", flush=True)
+    print(f"running {model}_training_job", flush=True)
     start = time.perf_counter()
     result = run_chain(model, defs, progress=sys.stdout)
     total = time.perf_counter() - start
@@ -175,29 +227,22 @@ def run_model(defs, model: str) -> list[Row]:
         user = failed and all(e.step_failure_data.user_failure_data for e in failed)
         raise CommandFailed(f"{model}: {failure_message(result)}", code=2 if user else 1)
     rows, deployed = summary(result)
-    outcome = f"{deployed.outcome} v{deployed.version}" if deployed else "not run"
-    print_table([*rows, Row(model, "deployment", "-", outcome, 0.0)])
-    print(f"{'total (run)':<76} {total:>8.3f}")
     commit_run(defs, result, f"{model}_training_job")
     card = next(r for r in rows if r.stage == "model_card")
     store = defs.resources["store"].get()
     path = export_card(store, card.content_hash, state_dir() / "model_cards" / model)
-    print(f"\nmodel card: {path}\n            {path.with_suffix('.md')}")
-    if deployed and deployed.outcome != "rejected":
-        canary = deployed.canary_version
-        print(f"deployment: stable v{deployed.stable_version}"
-              + (f", canary v{canary}" if canary != "none" else ", no canary")
-              + (f"; edge bundle {deployed.edge_bundle}" if deployed.edge_bundle else "")
-              + "\n            serve it: make serve (API key: make api-key)")
-    elif deployed:
-        print(f"deployment: not deployed ({deployed.reason or 'the gate blocked it'})")
-    return rows
+    print(f"model card: {path}\n            {path.with_suffix('.md')}")
+    if deployed:
+        print(deployment_line(deployed))
+    outcome = deployment_text(deployed) if deployed else "not run"
+    return [*rows, Row(model, "deployment", "-", outcome, 0.0),
+            Row(model, "total (run)", "", "", total)]
 
 
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
-    from cli.console import CommandFailed
+    from cli.console import CommandFailed, current_log
     from definitions import build_definitions
     from pipelines.catalog import load_catalog
 
@@ -218,15 +263,19 @@ def main(argv: list[str] | None = None) -> int:
                             "here (see the lines above)")
     defs = build_definitions(catalog)
     failed: list[CommandFailed] = []
-    for i, model in enumerate(models):
-        if i:
-            print()
+    rows: list[Row] = []
+    for model in models:
         try:
-            run_model(defs, model)
+            rows += run_model(defs, model)
         except CommandFailed as exc:  # the other models still run
             if len(models) > 1:
                 print(f"error: {exc}", flush=True)
             failed.append(exc)
+    log = current_log()
+    if log is not None and not failed:  # a failure names it with its error line
+        print(f"Dagster's log of the run: {log}")
+    if rows:
+        print_table(rows)
     if failed:
         first = failed[0]
         more = f" ({len(failed) - 1} more models failed, above)" if len(failed) > 1 else ""

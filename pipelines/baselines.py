@@ -76,11 +76,16 @@ def describe(name: str, train: RowSample, validation: RowSample) -> str:
 
 @dataclass(frozen=True)
 class BaselineFit:
-    """One baseline's test-row probabilities and the seconds its fit took (a run fact)."""
+    """One baseline's test-row probabilities and what its fit took (run facts).
+
+    ``fit_seconds`` is wall time; ``cpu_seconds`` the process CPU time (all threads) the
+    fit used, what its cost is priced on.
+    """
 
     name: str
     probabilities: np.ndarray
     fit_seconds: float
+    cpu_seconds: float = 0.0
 
     @property
     def title(self) -> str:
@@ -252,6 +257,7 @@ class _Model:
     design: Callable[[pd.DataFrame], Any]
     model: Any
     fit_seconds: float
+    cpu_seconds: float
 
 
 @dataclass(frozen=True)
@@ -269,7 +275,8 @@ class FittedBaselines:
 
     def results(self, probabilities: dict[str, np.ndarray]) -> list[BaselineFit]:
         """The fits as records, with the test-row probabilities they gave."""
-        return [BaselineFit(m.name, probabilities[m.name], m.fit_seconds) for m in self.models]
+        return [BaselineFit(m.name, probabilities[m.name], m.fit_seconds, m.cpu_seconds)
+                for m in self.models]
 
 
 def fit(train: pd.DataFrame, val: pd.DataFrame, numeric: list[str], categorical: list[str],
@@ -289,16 +296,19 @@ def fit(train: pd.DataFrame, val: pd.DataFrame, numeric: list[str], categorical:
     from sklearn.linear_model import LogisticRegression
     from threadpoolctl import threadpool_limits
 
+    from pipelines.cost import process_cpu_seconds
+
     y = train[label].to_numpy(dtype=int)
     models = []
     with threadpool_limits(limits=threads):
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), process_cpu_seconds()
         design = _logistic_design(train, numeric, categorical)
         logistic = LogisticRegression(C=1.0, max_iter=2000, random_state=SEED)
         logistic.fit(design(train), y)
-        models.append(_Model(LOGISTIC, design, logistic, time.perf_counter() - started))
+        models.append(_Model(LOGISTIC, design, logistic, time.perf_counter() - started,
+                             process_cpu_seconds() - cpu))
 
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), process_cpu_seconds()
         design = _boosting_design(train, numeric, categorical)
         mask = np.array([False] * len(numeric) + [True] * len(categorical), dtype=bool)
         boosting = HistGradientBoostingClassifier(
@@ -306,7 +316,8 @@ def fit(train: pd.DataFrame, val: pd.DataFrame, numeric: list[str], categorical:
             scoring="loss", categorical_features=mask if mask.any() else None,
             random_state=SEED)
         boosting.fit(design(train), y, X_val=design(val), y_val=val[label].to_numpy(dtype=int))
-        models.append(_Model(BOOSTING, design, boosting, time.perf_counter() - started))
+        models.append(_Model(BOOSTING, design, boosting, time.perf_counter() - started,
+                             process_cpu_seconds() - cpu))
     return FittedBaselines(tuple(models))
 
 

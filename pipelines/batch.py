@@ -150,7 +150,7 @@ def _csv_header(source: TableSource, expected_columns: int) -> list[str]:
     header_line = first.lstrip("\ufeff").rstrip("\r\n")
     header = [h.lstrip("\ufeff").strip() if i == 0 else h.strip() for i, h in enumerate(header)]
     _check_delimiter(header, header_line, source.delimiter, expected_columns, source.file)
-    _check_header(header, source.file)
+    _check_header(header, source.file, policy_applies=False)
     return header
 
 
@@ -163,7 +163,7 @@ def _parquet_file(source: TableSource) -> Any:
     except (pa.ArrowInvalid, OSError) as exc:
         raise InputError(f"not a readable Parquet file (truncated or corrupt?): {exc}; "
                          "re-export it", file=source.file, rule="parquet format") from None
-    _check_header(parquet.schema_arrow.names, source.file)
+    _check_header(parquet.schema_arrow.names, source.file, policy_applies=False)
     return parquet
 
 

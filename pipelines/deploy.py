@@ -96,11 +96,18 @@ class DeployedModel:
     # The variant in the edge bundle (the smallest published one); ``None`` in entries
     # written before variants could be dropped, whose bundles hold int8.
     edge_variant: str | None = None
+    # The OpenTelemetry trace id (32 hex digits) of the run that trained the weights, when
+    # that run was traced: request spans link to it.
+    training_trace: str | None = None
+    # Content hash of the version's audit pack (signatures, ML-BOM, lineage: pipelines.audit);
+    # ``None`` in entries written before packs were, whose models serve unsigned.
+    audit_pack: str | None = None
 
     def artifacts(self) -> set[str]:
         """Every content hash the model needs (what garbage collection keeps)."""
         hashes = {self.trained_weights, self.quantized_weights, self.model_card,
-                  self.preprocess} | {v.content_hash for v in self.variants.values()}
+                  self.preprocess, self.audit_pack} | {
+                      v.content_hash for v in self.variants.values()}
         return {h for h in hashes if h}
 
     def to_json(self) -> dict[str, Any]:
@@ -113,6 +120,10 @@ class DeployedModel:
             out["preprocess"] = self.preprocess
         if self.edge_variant is not None:
             out["edge_variant"] = self.edge_variant
+        if self.training_trace is not None:
+            out["training_trace"] = self.training_trace
+        if self.audit_pack is not None:
+            out["audit_pack"] = self.audit_pack
         return out
 
     @classmethod
@@ -122,7 +133,8 @@ class DeployedModel:
                    inputs=ModelInputs.from_json(data.get("inputs") or {}),
                    variants={name: VariantFile.from_json(v)
                              for name, v in (data.get("variants") or {}).items()},
-                   preprocess=data.get("preprocess"), edge_variant=data.get("edge_variant"))
+                   preprocess=data.get("preprocess"), edge_variant=data.get("edge_variant"),
+                   training_trace=data.get("training_trace"), audit_pack=data.get("audit_pack"))
 
 
 def _model_json(model: DeployedModel | None) -> dict[str, Any] | None:

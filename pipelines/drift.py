@@ -230,3 +230,40 @@ def drift_score(rows: list[dict[str, Any]]) -> float:
     """Weighted share of drifted columns."""
     total = sum(r["weight"] for r in rows)
     return float(sum(r["weight"] for r in rows if r["drifted"]) / total) if total else 0.0
+
+
+def drift_plot(rows: list[dict[str, Any]], score: float, threshold: float) -> bytes:
+    """Each column's test against its threshold (1 = at the threshold), drifted ones in red.
+
+    Distances are shown as value ÷ threshold and p-values as threshold ÷ value, so a bar
+    past the dashed line is a drifted column whichever test judged it.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from pipelines.figures import png
+
+    def ratio(r: dict[str, Any]) -> float:
+        value, limit = float(r["value"]), float(r["threshold"])
+        if r["statistic"] == "p-value":
+            return limit / max(value, 1e-12)
+        return value / limit if limit > 0 else 0.0
+
+    ordered = sorted(rows, key=ratio)
+    fig, ax = plt.subplots(figsize=(6.5, max(2.5, 0.32 * len(ordered) + 1.2)))
+    # Shown between 1/1000 and 1e6 of the threshold (a p-value of 1e-150 is just "far").
+    ratios = [min(max(ratio(r), 1e-3), 1e6) for r in ordered]
+    ax.barh([f"{r['column']} ({r['method']})" for r in ordered], ratios,
+            color=["#c0392b" if r["drifted"] else "#4a7fb5" for r in ordered])
+    ax.axvline(1.0, color="k", ls="--", lw=1)
+    ax.set_xscale("log")
+    ax.tick_params(axis="y", labelsize=8)
+    drifted = sum(bool(r["drifted"]) for r in rows)
+    ax.set(xlabel="test statistic against its threshold (> 1: drifted)",
+           title=f"Drift score {score:.3f} (retrain at ≥ {threshold:g})\n"
+                 f"{drifted} of {len(rows)} columns drifted")
+    out = png(fig)
+    plt.close(fig)
+    return out

@@ -40,8 +40,12 @@ def judge(cfg: GateSpec, candidate: dict[str, float], baseline: dict[str, Any] |
                               "data lacks; review and promote by hand)",
                       "value": float("nan"), "limit": float("nan"), "passed": False})
 
-    def rule(name: str, value: float, limit: float, ok: bool) -> None:
-        rules.append({"rule": name, "value": value, "limit": limit, "passed": bool(ok)})
+    def rule(name: str, value: float, limit: float, ok: bool,
+             interval: list[float] | None = None) -> None:
+        entry: dict[str, Any] = {"rule": name, "value": value, "limit": limit, "passed": bool(ok)}
+        if interval is not None:
+            entry["interval"] = interval
+        rules.append(entry)
 
     for metric, floor in cfg.min_metrics.items():
         rule(f"{metric} ≥ {floor}", candidate[metric], floor, candidate[metric] >= floor)
@@ -60,17 +64,26 @@ def judge(cfg: GateSpec, candidate: dict[str, float], baseline: dict[str, Any] |
     for metric, lift in cfg.min_lift_over_baseline.items():
         _lift_rule(rule, metric, lift, candidate, baselines or {})
     for column, result in fairness.items():
-        for name, value in result["differences"].items():
+        for name, point in result["differences"].items():
             limits = cfg.fairness.get(name)
             if limits is None:
                 continue
+            interval = [float(x) for x in result.get("intervals", {}).get(name, [])] or None
+            upper = limits.use == "upper_bound" and interval is not None
+            value = interval[1] if upper else point
+            what = "upper 95% bound" if upper else "point estimate"
+            checks = []
             if limits.absolute is not None:
-                rule(f"{column}: {name} ≤ {limits.absolute}", value, limits.absolute,
-                     value <= limits.absolute)
+                checks.append((f"{column}: {name} ({what}) ≤ {limits.absolute}",
+                               limits.absolute))
             if limits.relative is not None and champion_fairness and column in champion_fairness:
-                limit = champion_fairness[column]["differences"][name] + limits.relative
-                rule(f"{column}: {name} ≤ champion's + {limits.relative}", value, limit,
-                     value <= limit)
+                checks.append((f"{column}: {name} ({what}) ≤ champion's + {limits.relative}",
+                               champion_fairness[column]["differences"][name] + limits.relative))
+            for text, limit in checks:
+                if not upper and interval is not None and interval[0] <= limit < interval[1]:
+                    text += (f"; its 95% interval [{interval[0]:.4f}, {interval[1]:.4f}] "
+                             "crosses the limit (use: upper_bound judges the bound)")
+                rule(text, value, limit, value <= limit, interval=interval)
     return {"passed": all(r["passed"] for r in rules), "rules": rules,
             "compared_with_champion": baseline is not None}
 

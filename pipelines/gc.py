@@ -2,9 +2,13 @@
 
 Kept (the roots, and every file their manifests name):
 - the artifacts of the last N materializations of each asset (the caller lists them);
-- every model in every deployment history (weights, variants, card), so any rollback and
-  any edge bundle can still be rebuilt;
-- anything pinned (``records/pins.json``).
+- every model in every deployment history (weights, variants, card, audit pack), so any
+  rollback and any edge bundle can still be rebuilt and ``make audit`` still checks it;
+- anything pinned (``records/pins.json``);
+- the stored lineage (``pipelines.lineage``) of every artifact kept, and its pointer.
+
+Raw and validated data of a deployed version are not roots: the ML-BOM records their
+hashes, and ``make audit`` reports them as not retained once they are gone.
 
 Everything else under ``objects/`` older than a grace period is deleted (the grace period
 protects objects a running materialization has written but not yet recorded), and memo
@@ -73,9 +77,35 @@ def closure(store: ArtifactStore, roots: Iterable[str]) -> set[str]:
     return keep
 
 
+def _memo_records(store: ArtifactStore) -> dict[str, dict]:
+    records = {}
+    for path in store.memo_files():
+        try:
+            record = json.loads(store.fs.cat_file(path))
+        except (ValueError, FileNotFoundError):
+            continue
+        if isinstance(record, dict):
+            records[path] = record
+    return records
+
+
+def lineage_kept(records: dict[str, dict], keep: set[str]) -> set[str]:
+    """The lineage objects of kept artifacts (pointers ``keys/<model>/lineage/<stage>/<out>``)."""
+    digests = {h.split(":", 1)[-1] for h in keep}
+    found = set()
+    for path, record in records.items():
+        parts = path.rsplit("/", 3)
+        if (len(parts) == 4 and parts[1] == "lineage" and parts[3].endswith(".json")
+                and parts[3][:-len(".json")] in digests and record.get("content_hash")):
+            found.add(record["content_hash"])
+    return found
+
+
 def plan(store: ArtifactStore, roots: Iterable[str], grace_s: float = 3600.0) -> Plan:
     """What a sweep would delete, keeping ``roots`` and what is always kept."""
     result = Plan(keep=closure(store, set(roots) | pinned(store) | deployed_roots(store)))
+    records = _memo_records(store)
+    result.keep |= lineage_kept(records, result.keep)
     now = time.time()
     # A temp file inside the grace period may belong to a write still in progress.
     result.temp = old_temp_files(store, grace_s, now)
@@ -88,11 +118,7 @@ def plan(store: ArtifactStore, roots: Iterable[str], grace_s: float = 3600.0) ->
         result.delete.append(path)
         result.delete_bytes += int(info.get("size", 0))
     gone = {object_hash(path.rsplit("/", 1)[-1]) for path in result.delete}
-    for path in store.memo_files():
-        try:
-            record = json.loads(store.fs.cat_file(path))
-        except (ValueError, FileNotFoundError):
-            continue
+    for path, record in records.items():
         if record.get("content_hash") in gone:
             result.stale_keys.append(path)
     return result

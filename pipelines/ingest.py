@@ -6,14 +6,14 @@ import csv
 import io
 import sqlite3
 from collections import Counter
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Collection, Generator
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO, Literal
 
 from pipelines.hashing import hash_file
-from pipelines.spec import one_line
+from pipelines.spec import one_line, short_repr
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -31,6 +31,8 @@ _MAGIC = (
 )
 # Delimiters guessed from a header line that parsed to one column.
 _DELIMITERS = (";", "\t", "|", ",", ":")
+# What to do with a header that names a column more than once (``source.duplicate_columns``).
+DuplicatePolicy = Literal["error", "keep_first", "keep_identical"]
 
 
 class InputError(ValueError):
@@ -156,15 +158,103 @@ def local_source_path(uri: str) -> Path:
     return path
 
 
-def _check_header(names: list[str], file: str) -> None:
+def _check_header(names: list[str], file: str, *, policy_applies: bool = True) -> None:
+    """Refuse a header that names a column more than once (``duplicate_columns: error``).
+
+    Args:
+        names: The header's column names.
+        file: The file, for the message.
+        policy_applies: Whether ``source.duplicate_columns`` can accept the file (the
+            training source); batch-scoring tables have no such setting.
+    """
     dupes = sorted(n for n, c in Counter(names).items() if c > 1)
     if dupes:
+        remedy = (" in the header, or set source.duplicate_columns in the dataset spec to "
+                  "keep_first (use the first of each) or keep_identical (keep one when the "
+                  "repeats hold the same values)") if policy_applies else " in the header"
         raise InputError(
-            f"duplicate column names {dupes}; every column must be named once",
+            f"duplicate column names {dupes}; every column must be named once: rename the "
+            f"repeats{remedy}",
             file=file,
             column=dupes[0],
             rule="unique header",
         )
+
+
+@dataclass(frozen=True)
+class Repeats:
+    """How a header that repeats names is read.
+
+    ``keep`` holds the positions of the columns read (the first of each name, in header
+    order); ``compare`` maps a name to the positions of its copies (first one first) whose
+    values must match in every batch.
+    """
+
+    keep: list[int]
+    compare: dict[str, list[int]]
+
+
+def repeated_columns(names: list[str], file: str, policy: DuplicatePolicy = "error",
+                     read: Collection[str] | None = None) -> Repeats | None:
+    """The plan for a header's repeated names; None when every name is used once.
+
+    Args:
+        names: The header's column names, in order.
+        file: The name used in error messages.
+        policy: ``error`` refuses the header, ``keep_first`` reads the first copy of each
+            name, ``keep_identical`` reads the first copy and checks the others match it.
+        read: The columns the spec reads; only their copies are compared, the copies of
+            other columns are dropped unread (None: compare every repeated name).
+
+    Raises:
+        InputError: a repeated name under ``error``.
+    """
+    if len(set(names)) == len(names):
+        return None
+    if policy == "error":
+        _check_header(names, file)
+    first: dict[str, int] = {}
+    copies: dict[str, list[int]] = {}
+    for i, name in enumerate(names):
+        first.setdefault(name, i)
+        copies.setdefault(name, []).append(i)
+    compare = {}
+    if policy == "keep_identical":
+        compare = {name: at for name, at in copies.items()
+                   if len(at) > 1 and (read is None or name in read)}
+    return Repeats(keep=sorted(first.values()), compare=compare)
+
+
+def _check_identical(column: Callable[[int], pd.Series], repeats: Repeats, first_row: int,
+                     file: str) -> None:
+    """Fail at the first row where a copy of a repeated column differs from the first copy.
+
+    Two missing values are the same; ``column`` gives a batch's column at a header position
+    and ``first_row`` is the batch's first row in the file.
+    """
+    import numpy as np
+
+    for name, at in repeats.compare.items():
+        first = column(at[0])
+        for pos in at[1:]:
+            other = column(pos)
+            missing, other_missing = first.isna().to_numpy(), other.isna().to_numpy()
+            equal = (first.astype(object) == other.astype(object)).to_numpy(dtype=bool)
+            differ = np.flatnonzero(~((equal & ~missing & ~other_missing)
+                                      | (missing & other_missing)))
+            if len(differ):
+                r = int(differ[0])
+                # Python values for the message (numpy scalars print their type).
+                shown = [None if m else v.item() if hasattr(v, "item") else v for m, v in (
+                    (missing[r], first.iloc[r]), (other_missing[r], other.iloc[r]))]
+                raise InputError(
+                    f"the header names {name!r} {len(at)} times (columns "
+                    f"{', '.join(str(p + 1) for p in at)}) and source.duplicate_columns is "
+                    f"keep_identical, but column {pos + 1} differs from column {at[0] + 1} at "
+                    f"row {first_row + r} ({short_repr(shown[1])} against "
+                    f"{short_repr(shown[0])}); set source.duplicate_columns: keep_first to "
+                    "use the first copy, or rename the header of the copy that differs",
+                    file=file, column=name, rule="repeated columns identical")
 
 
 def _check_not_compressed(data: bytes, fmt: str, file: str) -> None:
@@ -210,7 +300,8 @@ _WHOLE_FILE = 1 << 40
 
 def parse_raw(data: bytes, *, fmt: str, file: str, encoding: str = "utf-8",
               na_values: list[str] | None = None, delimiter: str = ",",
-              expected_columns: int | None = None) -> pd.DataFrame:
+              expected_columns: int | None = None, duplicate_columns: DuplicatePolicy = "error",
+              read_columns: Collection[str] | None = None) -> pd.DataFrame:
     """Parse raw bytes into a frame, failing with a clear one-line `InputError`.
 
     `read_raw_batches` over the bytes in one batch: the same checks, errors and types.
@@ -224,12 +315,15 @@ def parse_raw(data: bytes, *, fmt: str, file: str, encoding: str = "utf-8",
         delimiter: The CSV field separator.
         expected_columns: How many columns the spec reads (features and target); a CSV
             header that splits into one column then fails naming the likely delimiter.
+        duplicate_columns: What a header that names a column twice does (`repeated_columns`).
+        read_columns: The columns the spec reads (`repeated_columns`).
     """
     import pandas as pd
 
     _, batches = read_raw_batches(
         io.BytesIO(data), fmt=fmt, file=file, batch_rows=_WHOLE_FILE, encoding=encoding,
-        na_values=na_values, delimiter=delimiter, expected_columns=expected_columns)
+        na_values=na_values, delimiter=delimiter, expected_columns=expected_columns,
+        duplicate_columns=duplicate_columns, read_columns=read_columns)
     with closing(batches):
         frames = list(batches)
     return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
@@ -264,15 +358,20 @@ def _check_stream_encoding(stream: BinaryIO, encoding: str, file: str) -> None:
 
 def read_raw_batches(stream: BinaryIO, *, fmt: str, file: str, batch_rows: int,
                      encoding: str = "utf-8", na_values: list[str] | None = None,
-                     delimiter: str = ",", expected_columns: int | None = None
+                     delimiter: str = ",", expected_columns: int | None = None,
+                     duplicate_columns: DuplicatePolicy = "error",
+                     read_columns: Collection[str] | None = None
                      ) -> tuple[pa.Schema, Generator[pd.DataFrame]]:
     """The source's Arrow schema and its rows in batches of ``batch_rows``.
 
     The file is checked before any batch is read, as `parse_raw` checks it (empty,
     compressed, encoding, delimiter, header), in one pass of bounded memory; CSV fields
     stay text. Parquet integers and booleans come as pandas' nullable types, so a value
-    reads the same in a batch with missing values as in one without. Errors are one-line
-    `InputError`s, raised by this call or, for a fault deep in the file, by the iterator.
+    reads the same in a batch with missing values as in one without. A name the header
+    repeats is read once (the first copy) unless ``duplicate_columns`` is ``error``; with
+    ``keep_identical`` each batch's copies are compared before it is handed out. Errors are
+    one-line `InputError`s, raised by this call or, for a fault deep in the file, by the
+    iterator.
 
     Args:
         stream: The source, opened for reading (seekable).
@@ -283,6 +382,10 @@ def read_raw_batches(stream: BinaryIO, *, fmt: str, file: str, batch_rows: int,
         na_values: Strings read as missing in CSV.
         delimiter: The CSV field separator.
         expected_columns: How many columns the spec reads (as for `parse_raw`).
+        duplicate_columns: ``error``, ``keep_first`` or ``keep_identical`` (see
+            `repeated_columns`).
+        read_columns: The columns the spec reads: with ``keep_identical`` only their
+            copies must match (None: every repeated column's).
     """
     import pyarrow as pa
 
@@ -295,19 +398,27 @@ def read_raw_batches(stream: BinaryIO, *, fmt: str, file: str, batch_rows: int,
     _check_not_compressed(prefix, fmt, file)
     stream.seek(0)
     if fmt == "parquet":
-        return _parquet_batches(stream, file, batch_rows)
+        return _parquet_batches(stream, file, batch_rows, duplicate_columns, read_columns)
     _check_stream_encoding(stream, encoding, file)
     text = prefix.decode(encoding, errors="ignore")
     header_line = text.lstrip("\ufeff").split("\n", 1)[0]
     header = next(csv.reader(io.StringIO(header_line), delimiter=delimiter), [])
     _check_delimiter(header, header_line, delimiter, expected_columns, file)
-    _check_header([h.strip() for h in header], file)
+    header = [h.strip() for h in header]
+    repeats = repeated_columns(header, file, duplicate_columns, read_columns)
     stream.seek(0)
     names = _csv_columns(stream, encoding, delimiter, file)
     stream.seek(0)
+    if repeats is not None:
+        if len(names) != len(header):  # a header cell with a line break in its quotes
+            raise InputError(
+                f"the header line splits into {len(header)} names but the file into "
+                f"{len(names)} columns, so repeated names cannot be matched to their "
+                "columns; rename the repeats in the header", file=file, rule="unique header")
+        names = [names[i] for i in repeats.keep]
     na = na_values if na_values is not None else [""]
     return (pa.schema([(n, pa.string()) for n in names]),
-            _csv_batches(stream, file, batch_rows, encoding, delimiter, na, len(names)))
+            _csv_batches(stream, file, batch_rows, encoding, delimiter, na, names, repeats))
 
 
 def _csv_columns(stream: BinaryIO, encoding: str, delimiter: str, file: str) -> list[str]:
@@ -328,7 +439,9 @@ def _csv_columns(stream: BinaryIO, encoding: str, delimiter: str, file: str) -> 
 
 
 def _csv_batches(stream: BinaryIO, file: str, batch_rows: int, encoding: str,
-                 delimiter: str, na_values: list[str], columns: int) -> Generator[pd.DataFrame]:
+                 delimiter: str, na_values: list[str], names: list[str],
+                 repeats: Repeats | None) -> Generator[pd.DataFrame]:
+    """The file's rows in batches, named ``names`` (a repeated name's first copy only)."""
     import pandas as pd
 
     rows = 0
@@ -337,7 +450,10 @@ def _csv_batches(stream: BinaryIO, file: str, batch_rows: int, encoding: str,
                              keep_default_na=False, na_values=na_values, chunksize=batch_rows)
         with reader:
             for frame in reader:
-                frame.columns = [str(c).strip() for c in frame.columns]
+                if repeats is not None:
+                    _check_identical(lambda p, f=frame: f.iloc[:, p], repeats, rows, file)
+                    frame = frame.iloc[:, repeats.keep]
+                frame.columns = names
                 rows += len(frame)
                 yield frame
     except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
@@ -346,7 +462,7 @@ def _csv_batches(stream: BinaryIO, file: str, batch_rows: int, encoding: str,
             f"{delimiter!r} or line breaks", file=file, rule="csv format") from None
     if not rows:
         raise InputError(
-            f"the file has a header ({columns} columns) but no data rows; "
+            f"the file has a header ({len(names)} columns) but no data rows; "
             "re-export the data with its rows", file=file, rule="not empty")
 
 
@@ -362,7 +478,9 @@ def nullable_types(typ: pa.DataType) -> Any:
     return None
 
 
-def _parquet_batches(stream: BinaryIO, file: str, batch_rows: int
+def _parquet_batches(stream: BinaryIO, file: str, batch_rows: int,
+                     duplicate_columns: DuplicatePolicy = "error",
+                     read_columns: Collection[str] | None = None
                      ) -> tuple[pa.Schema, Generator[pd.DataFrame]]:
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -380,18 +498,34 @@ def _parquet_batches(stream: BinaryIO, file: str, batch_rows: int
     # pandas' index columns (a frame saved with its index) are not data.
     index = {c for c in (schema.pandas_metadata or {}).get("index_columns", [])
              if isinstance(c, str)}
-    columns = [name for name in schema.names if name not in index]
-    schema = pa.schema([schema.field(name) for name in columns])
-    _check_header(schema.names, file)
+    # Fields by position: Arrow, unlike pandas, keeps a repeated name as it is.
+    data = [i for i, name in enumerate(schema.names) if name not in index]
+    columns = [schema.names[i] for i in data]
+    repeats = repeated_columns(columns, file, duplicate_columns, read_columns)
+    if repeats is not None:
+        # Positions in the file's fields, for batches read whole and picked from.
+        repeats = Repeats(keep=[data[i] for i in repeats.keep],
+                          compare={n: [data[i] for i in at] for n, at in repeats.compare.items()})
+    schema = pa.schema([schema.field(i) for i in (repeats.keep if repeats else data)])
     if not parquet.metadata.num_rows:
         raise InputError(
             f"the file has a header ({len(schema.names)} columns) but no data rows; "
             "re-export the data with its rows", file=file, rule="not empty")
 
     def batches() -> Generator[pd.DataFrame]:
+        rows = 0
         try:
-            for batch in parquet.iter_batches(batch_size=batch_rows, columns=columns):
-                yield batch.to_pandas(types_mapper=nullable_types, ignore_metadata=True)
+            if repeats is None:
+                for batch in parquet.iter_batches(batch_size=batch_rows, columns=columns):
+                    yield batch.to_pandas(types_mapper=nullable_types, ignore_metadata=True)
+                return
+            for batch in parquet.iter_batches(batch_size=batch_rows):
+                _check_identical(
+                    lambda p, b=batch: b.column(p).to_pandas(types_mapper=nullable_types),
+                    repeats, rows, file)
+                rows += batch.num_rows
+                yield batch.select(repeats.keep).to_pandas(types_mapper=nullable_types,
+                                                           ignore_metadata=True)
         except (pa.ArrowInvalid, OSError) as exc:
             raise unreadable(exc) from None
 

@@ -1,11 +1,17 @@
-"""The model card: Markdown and HTML, with a ROC curve and a calibration plot."""
+"""The model card: Markdown and HTML, with ROC, calibration and per-group plots.
+
+The stored ``card.md`` names its plots by file name (they are stored beside it); the HTML
+card and the card shown in the Dagster UI carry them inline as data URLs.
+"""
 
 from __future__ import annotations
 
-import base64
-import html
-import io
+from collections.abc import Mapping
 from typing import Any
+
+from pipelines.figures import image, inline, png
+
+METRIC_NAMES = ["roc_auc", "accuracy", "f1", "log_loss", "brier", "ece"]
 
 
 def _fmt(v: Any) -> str:
@@ -45,7 +51,7 @@ def plots(y: Any, probabilities: dict[str, Any],
     ax.plot([0, 1], [0, 1], "k:", lw=1)
     ax.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC (test rows)")
     ax.legend(loc="lower right", fontsize=7)
-    out["roc.png"] = _png(fig)
+    out["roc.png"] = png(fig)
     fig, ax = plt.subplots(figsize=(4.5, 4.5), dpi=100)
     for variant, p in probabilities.items():
         cal = calibration(y, p)
@@ -61,7 +67,7 @@ def plots(y: Any, probabilities: dict[str, Any],
     ax.set(xlabel="mean predicted probability", ylabel="observed positive fraction",
            title="Calibration (test rows)")
     ax.legend(loc="upper left")
-    out["calibration.png"] = _png(fig)
+    out["calibration.png"] = png(fig)
     plt.close("all")
     return out
 
@@ -89,22 +95,21 @@ def fairness_plots(fairness: dict[str, Any]) -> dict[str, bytes]:
                             for g in groups], fontsize=8)
         ax.set(ylim=(0, 1), title=f"Per-group rates by {column} (test rows)")
         ax.legend(fontsize=8)
-        out[f"fairness_{column}.png"] = _png(fig)
+        out[f"fairness_{column}.png"] = png(fig)
     plt.close("all")
     return out
 
 
-def _png(fig: Any) -> bytes:
-    buf = io.BytesIO()
-    fig.tight_layout()
-    fig.savefig(buf, format="png", metadata={"Software": None})
-    return buf.getvalue()
+def render_markdown(card: dict[str, Any], urls: Mapping[str, str] | None = None) -> str:
+    """The card as Markdown (shown in the Dagster UI and logged to MLflow).
 
-
-def render_markdown(card: dict[str, Any]) -> str:
-    """The card as Markdown (shown in the Dagster UI and logged to MLflow)."""
+    Args:
+        card: The card's content (``card.json``, plus the run's facts when shown for a run).
+        urls: Where each plot is shown from, by file name; by default the file name itself,
+            for a ``card.md`` with its plots beside it.
+    """
     variants = card["variants"]
-    metric_names = ["roc_auc", "accuracy", "f1", "log_loss", "brier", "ece"]
+    metric_names = METRIC_NAMES
     metric_rows = [[v] + [variants[v]["metrics"][m] for m in metric_names] for v in variants]
     # Latency is a fact of the run, not of the model: the stored card (its bytes are a
     # function of the recipe) leaves it out; the card shown for a run puts it in.
@@ -123,13 +128,14 @@ def render_markdown(card: dict[str, Any]) -> str:
     ]
     parts = head + [
         "## Deploy gate",
-        _gate_section(card["gate"]),
+        gate_section(card["gate"]),
         "## Comparison with the champion",
         _champion_section(card),
         "## Baselines (scikit-learn, same rows and features)",
         _baselines_section(card),
+        *(["## Cost", _cost_section(card["cost"])] if card.get("cost") else []),
         "## Fairness",
-        _fairness_section(card["fairness"]),
+        _fairness_section(card["fairness"], urls),
         "## Intended use", card["intended_use"],
         "## Limitations", card["limitations"],
         "## Data",
@@ -150,20 +156,37 @@ def render_markdown(card: dict[str, Any]) -> str:
         + f"; best epoch {t['best_epoch']} of {t['epochs_run']} (early stopping, patience "
         f"{t['patience']}), device `{t['device']}`.",
         "## Plots",
-        "ROC curve and calibration plot: see the HTML card (`card.html`).",
+        image("ROC curves on the test rows", "roc.png", urls) + "\n\n"
+        + image("Calibration on the test rows", "calibration.png", urls),
         "## Lineage",
-        _table(["artifact", "content hash"], lineage_rows),
+        _table(["artifact", "content hash"], lineage_rows)
+        + ("" if "raw_data" in card["lineage"] else
+           "\n\nThe raw data a run read is named in the card shown for that run (Dagster "
+           "UI): the same validated features can come from more than one raw version."),
     ]
     return "\n\n".join(p for p in parts if p) + "\n"
 
 
-def _gate_section(gate: dict[str, Any]) -> str:
-    verdict = "**PASSED**" if gate["passed"] else "**BLOCKED**"
+def gate_verdict(gate: dict[str, Any]) -> str:
+    """The gate's verdict in one line: passed or blocked, how many rules, judged how."""
+    failed = sum(not r["passed"] for r in gate["rules"])
+    verdict = ("**PASSED**" if gate["passed"]
+               else f"**BLOCKED** ({failed} of {len(gate['rules'])} rules fail)")
     basis = ("against absolute limits and the champion" if gate["compared_with_champion"]
              else "against absolute limits only (no champion yet)")
-    rows = [["pass" if r["passed"] else "FAIL", r["rule"], r["value"], r["limit"]]
-            for r in gate["rules"]]
-    return f"{verdict}, judged {basis}.\n\n" + _table(["", "rule", "value", "limit"], rows)
+    return f"{verdict}, judged {basis}."
+
+
+def gate_table(gate: dict[str, Any]) -> str:
+    """The gate's rules as a Markdown table: rule, value, limit, 95% interval, pass."""
+    rows = [[r["rule"], r["value"], r["limit"],
+             f"[{r['interval'][0]:.4f}, {r['interval'][1]:.4f}]" if r.get("interval") else "",
+             "pass" if r["passed"] else "**FAIL**"] for r in gate["rules"]]
+    return _table(["rule", "value", "limit", "95% interval", "pass"], rows)
+
+
+def gate_section(gate: dict[str, Any]) -> str:
+    return f"{gate_verdict(gate)}\n\n{gate_table(gate)}"
 
 
 def _champion_section(card: dict[str, Any]) -> str:
@@ -211,13 +234,55 @@ def _baselines_section(card: dict[str, Any]) -> str:
     settings = "\n".join(f"- {b['title']}: {b['settings']}." for b in baselines.values())
     return (_table(["model", *names, *(["fit seconds"] if timed else [])], rows)
             + f"\n\nThe candidate's ROC AUC lift over the best baseline ({best['title']}): "
-              f"{lift:+.4f}. Both are fitted on the training rows alone; ROC curves: "
-              "`roc.png`.\n\n" + settings
+              f"{lift:+.4f}. Both are fitted on the training rows alone; their ROC curves are "
+              "drawn dashed under Plots.\n\n" + settings
             + ("" if timed else "\n\nFit times are measured per run: see the "
                                 "materialization's metadata."))
 
 
-def _fairness_section(fairness: dict[str, Any]) -> str:
+def _hardware(where: dict[str, Any]) -> str:
+    cores = f"{where['cpu_model']}, {where['cpu_cores']} cores"
+    return cores + (f", GPU {where['gpu']}" if where.get("gpu") else "")
+
+
+def _money(spent: dict[str, Any]) -> str:
+    return f"{spent['amount']:.6f} {spent['currency']}"
+
+
+def _cost_section(bill: dict[str, Any]) -> str:
+    """The run's compute and what it cost: the training, and each baseline's fit.
+
+    A fact of the run (measured seconds, the prices of the day): only the card shown for a
+    run has it.
+    """
+    rows = []
+    training = bill.get("training")
+    if training:
+        rows.append(["training (trained_weights)", _hardware(training["hardware"]),
+                     f"{training['cpu_seconds']:.2f}", f"{training['gpu_seconds']:.2f}",
+                     _money(training)])
+    for b in bill["baselines"].values():
+        rows.append([f"{b['title']} (baseline fit, {b['threads']} thread"
+                     f"{'' if b['threads'] == 1 else 's'})", _hardware(b["hardware"]),
+                     f"{b['cpu_seconds']:.2f}", "—", _money(b)])
+    price = bill["prices"]
+    gpus = ", ".join(f"{name} {value:g}" for name, value in sorted(price["gpu_hour"].items()))
+    if price["cpu_core_hour"] or gpus:
+        priced = (f"Priced at {price['cpu_core_hour']:g} {price['currency']} per CPU core-hour"
+                  + (f" and per GPU-hour {gpus}" if gpus else "") + ".")
+    else:
+        priced = ("No prices are set (the spec's `cost` section, or TIDELINE_PRICE_CPU_CORE_HOUR "
+                  "and TIDELINE_PRICE_GPU_HOUR): costs read 0.")
+    missing = "" if training else (
+        " The training's cost is unknown to this run: the trained_weights materialization "
+        "it used recorded none for these weights.")
+    return (_table(["what", "hardware", "CPU seconds", "GPU seconds", "cost"], rows)
+            + "\n\nCPU seconds are the process's CPU time for the training (every core, tuning "
+              "trials included) and a baseline's fit seconds times its threads; GPU seconds "
+              "are the wall time of tuning and fitting on the GPU. " + priced + missing)
+
+
+def _fairness_section(fairness: dict[str, Any], urls: Mapping[str, str] | None) -> str:
     if not fairness:
         return "The dataset spec names no sensitive columns."
     parts = []
@@ -232,42 +297,28 @@ def _fairness_section(fairness: dict[str, Any]) -> str:
             f"### {column}\n\n"
             + _table(["group", "rows", "selection rate", "TPR", "FPR", "gated"], rows)
             + "\n\n" + _table(["difference (gated groups)", "value", "95% bootstrap CI"], diffs)
-            + f"\n\nGroups under {result['min_group_size']} test rows are reported, not gated. "
-              f"Bars: `fairness_{column}.png`.")
+            + f"\n\nGroups under {result['min_group_size']} test rows are reported, not "
+              "gated.\n\n" + image(f"Per-group rates by {column}", f"fairness_{column}.png",
+                                    urls))
     return "\n\n".join(parts)
 
 
-def render_html(markdown_text: str, images: dict[str, bytes]) -> str:
-    """A self-contained HTML page: the card's tables plus the plots inline."""
-    body = []
-    in_table = False
-    for line in markdown_text.splitlines():
-        if line.startswith("|"):
-            cells = [html.escape(c.strip()) for c in line.strip("|").split("|")]
-            if set("".join(cells)) <= {"-"}:
-                continue
-            if not in_table:
-                body.append("<table>")
-                in_table = True
-            body.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
-            continue
-        if in_table:
-            body.append("</table>")
-            in_table = False
-        if line.startswith("### "):
-            body.append(f"<h3>{html.escape(line[4:])}</h3>")
-        elif line.startswith("## "):
-            body.append(f"<h2>{html.escape(line[3:])}</h2>")
-        elif line.startswith("# "):
-            body.append(f"<h1>{html.escape(line[2:])}</h1>")
-        elif line.strip():
-            body.append(f"<p>{html.escape(line)}</p>")
-    if in_table:
-        body.append("</table>")
-    for name, png in images.items():
-        data = base64.b64encode(png).decode()
-        body.append(f'<img alt="{name}" src="data:image/png;base64,{data}">')
-    style = ("body{font-family:sans-serif;max-width:960px;margin:2em auto}"
-             "td{border:1px solid #ccc;padding:2px 8px}table{border-collapse:collapse}")
-    return (f"<!doctype html><html><head><meta charset='utf-8'><style>{style}</style>"
-            f"<title>Model card</title></head><body>{''.join(body)}</body></html>")
+def render_html(card: dict[str, Any], images: Mapping[str, bytes]) -> str:
+    """A self-contained HTML page of the card, its plots inline.
+
+    The Markdown is rendered by markdown-it (CommonMark with tables); raw HTML in the
+    spec's texts is shown as text, not interpreted.
+    """
+    import html
+
+    from markdown_it import MarkdownIt
+
+    renderer = MarkdownIt("commonmark", {"html": False}).enable("table")
+    body = renderer.render(render_markdown(card, inline(images)))
+    style = ("body{font-family:sans-serif;max-width:980px;margin:2em auto;line-height:1.4}"
+             "table{border-collapse:collapse;margin:.5em 0}"
+             "td,th{border:1px solid #ccc;padding:2px 8px;text-align:left}"
+             "img{max-width:100%}code{background:#f4f4f4;padding:0 3px}")
+    title = html.escape(f"Model card: {card['dataset']}")
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{title}</title>"
+            f"<style>{style}</style></head><body>{body}</body></html>")

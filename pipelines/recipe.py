@@ -40,12 +40,15 @@ TRANSPORT_MODULES = frozenset({
     "pipelines.recipe", "pipelines.records", "pipelines.repair", "pipelines.reproduce",
     "pipelines.store", "pipelines.targets", "pipelines.paths", "pipelines.catalog",
     "pipelines.tracking", "pipelines.verify", "pipelines.stages.deployment",
-    "pipelines.resources", "pipelines.progress",
+    "pipelines.resources", "pipelines.progress", "pipelines.telemetry", "pipelines.cost",
+    "pipelines.audit", "pipelines.audit_verify", "pipelines.lineage", "pipelines.mlbom",
+    "pipelines.signing",
 })
 KEYED_MODULES = frozenset({
     "pipelines.architectures", "pipelines.baselines", "pipelines.model_ref",
     "pipelines", "pipelines.devices", "pipelines.drift", "pipelines.evaluation",
-    "pipelines.export", "pipelines.fairness", "pipelines.features", "pipelines.gate",
+    "pipelines.export", "pipelines.fairness", "pipelines.features", "pipelines.figures",
+    "pipelines.gate",
     "pipelines.hashing", "pipelines.ingest", "pipelines.model_card", "pipelines.production",
     "pipelines.quantize", "pipelines.registry", "pipelines.spec", "pipelines.training",
     "pipelines.tuning", "pipelines.validation", "pipelines.stages", "pipelines.batch",
@@ -96,13 +99,19 @@ class _Module:
 
 
 def strip_docstrings(tree: ast.AST) -> ast.AST:
-    """Drop the docstrings of the module, classes and functions in ``tree`` (in place)."""
+    """Drop every bare string statement in ``tree`` (in place).
+
+    That is the docstrings of the module, classes and functions, and the attribute
+    docstrings under fields (the spec's field descriptions): text that changes no output.
+    """
+    def is_text(stmt: ast.stmt) -> bool:
+        return (isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant)
+                and isinstance(stmt.value.value, str))
+
     for node in ast.walk(tree):
         if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
-            body = node.body
-            if (body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant)
-                    and isinstance(body[0].value.value, str)):
-                node.body = body[1:] or [ast.Pass()]
+            if any(is_text(stmt) for stmt in node.body):
+                node.body = [stmt for stmt in node.body if not is_text(stmt)] or [ast.Pass()]
     return tree
 
 

@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from pipelines import deploy
+from pipelines.signing import SignatureError
 from pipelines.store import ArtifactNotFound, ArtifactStore
 from pipelines.targets import (
     check_edge,
@@ -132,6 +133,10 @@ def _repair_edge(store: ArtifactStore, model_name: str, state: deploy.Deployment
                 f"{model.variants[edge_variant(model)].content_hash} is missing from the store; "
                 "make rollback, or make reproduce and redeploy")
             continue
+        except SignatureError as exc:  # its audit pack is unreadable or lacks the signature
+            report.problems.append(f"edge bundle v{version} ({role}) cannot be re-published: "
+                                   f"{exc}")
+            continue
         problems, temps = check_edge(target, model_name, version, files)
         if not problems and not temps:
             continue
@@ -142,6 +147,11 @@ def _repair_edge(store: ArtifactStore, model_name: str, state: deploy.Deployment
             if not problems and not temps:
                 continue
             remove_edge_files(target, temps)
-            folder = (publish_edge(target, model_name, version, files) if problems else
-                      edge_folder(target, model_name, version))
+            try:
+                folder = (publish_edge(target, model_name, version, files) if problems else
+                          edge_folder(target, model_name, version))
+            except SignatureError as exc:  # never publish a bundle a device would refuse
+                report.problems.append(f"edge bundle v{version} ({role}) not re-published: "
+                                       f"{exc}")
+                continue
         report.edge.append(EdgeRepair(version, role, folder, problems, temps))

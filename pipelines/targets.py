@@ -5,10 +5,12 @@ Serving reads models from the artifact store by content hash and checks their sh
 stage published (fp32 always; int8 and fp16 when they earned their place). The edge target
 gets one self-contained bundle per version: int8 when published, else the smallest published
 variant's ONNX model
-(``model_<variant>.onnx``; it takes raw records: preprocessing is inside the graph) and a
-small manifest naming the variant, with its sha256 and size; nothing else. ``check_edge`` says
-what in a published folder differs from the bundle, so a cut-off publication is found
-and written again (``pipelines.repair``).
+(``model_<variant>.onnx``; it takes raw records: preprocessing is inside the graph), its
+OpenSSF model signature (``model.sig``, from the version's audit pack) and a small manifest
+naming the variant, with its sha256, size and signing key; nothing else. ``check_edge`` says
+what in a published folder differs from the bundle (and whether a changed model file still
+passes its signature), so a cut-off publication is found and written again
+(``pipelines.repair``).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import uuid
 from typing import Any
 
 from pipelines.deploy import VARIANTS, DeployedModel, ModelInputs, VariantFile
+from pipelines.signing import SIGNATURE_FILE
 from pipelines.store import ArtifactStore, is_temp
 
 EDGE_MANIFEST = "manifest.json"
@@ -45,7 +48,8 @@ def gate_verdict(store: ArtifactStore, model_card: str) -> dict[str, Any]:
 
 
 def model_entry(store: ArtifactStore, *, version: int | None, trained_weights: str,
-                quantized_weights: str, model_card: str) -> DeployedModel:
+                quantized_weights: str, model_card: str,
+                training_trace: str | None = None) -> DeployedModel:
     """The model as the deployment history records it: lineage and per-variant files.
 
     Only the published variants are recorded (a dropped one has no file), with the edge
@@ -66,7 +70,8 @@ def model_entry(store: ArtifactStore, *, version: int | None, trained_weights: s
                          preprocess=manifest.files["preprocess.json"],
                          inputs=ModelInputs(numeric=tuple(preprocess["numeric"]),
                                             categorical=tuple(preprocess["categorical"])),
-                         variants=variants, edge_variant=choose_edge_variant(variants))
+                         variants=variants, edge_variant=choose_edge_variant(variants),
+                         training_trace=training_trace)
 
 
 def choose_edge_variant(variants: dict[str, VariantFile]) -> str:
@@ -93,7 +98,14 @@ def edge_variant(model: DeployedModel) -> str:
 
 
 def edge_files(store: ArtifactStore, model_name: str, model: DeployedModel) -> dict[str, bytes]:
-    """The bundle's files (the edge variant's model, its manifest), byte for byte the same."""
+    """The bundle's files (model, signature, manifest), byte for byte the same each time.
+
+    The signature (``model.sig``, from the version's audit pack) is left out for a model
+    deployed before packs were written.
+    """
+    from pipelines.audit import edge_signature
+    from pipelines.signing import signature_hint
+
     variant = edge_variant(model)
     data = store.get_bytes(model.variants[variant].content_hash)
     name = variant_file(variant)
@@ -102,15 +114,23 @@ def edge_files(store: ArtifactStore, model_name: str, model: DeployedModel) -> d
                 "bytes": len(data),
                 "inputs": model.inputs.to_json(), "output": "probability of the positive class",
                 "trained_weights": model.trained_weights}
+    signature = edge_signature(store, model, variant)
+    signed = {} if signature is None else {SIGNATURE_FILE: signature}
+    if signature is not None:
+        manifest |= {"signature": SIGNATURE_FILE, "signing_key": signature_hint(signature)}
     body = json.dumps(manifest, indent=2, sort_keys=True).encode()
-    return {name: data, EDGE_MANIFEST: body}
+    return {name: data, **signed, EDGE_MANIFEST: body}
 
 
 def edge_bundle(store: ArtifactStore, model_name: str, model: DeployedModel,
                 max_bytes: int) -> dict[str, bytes]:
-    """The bundle's files, or an error naming the limit when it is too large."""
+    """The bundle's files, or an error naming the limit when it is too large.
+
+    The limit is on what a device loads, the model and its manifest: the signature
+    (``model.sig``, a few kB that only the manifest check reads) does not count.
+    """
     files = edge_files(store, model_name, model)
-    total = sum(len(data) for data in files.values())
+    total = sum(len(data) for name, data in files.items() if name != SIGNATURE_FILE)
     if total > max_bytes:
         raise EdgeBundleTooLarge(
             f"edge bundle for {model_name} version {model.version} is {total:,} bytes, over "
@@ -144,7 +164,7 @@ def is_edge_temp(name: str) -> bool:
 
 def check_edge(target: str, model_name: str, version: int | None,
                files: dict[str, bytes]) -> tuple[list[str], list[str]]:
-    """Compare a published folder with the bundle by sha256.
+    """Compare a published folder with the bundle by sha256, and a changed one's signature.
 
     Returns ``(problems, temp files)``: what is missing or differs (one phrase each; empty
     when the folder holds the bundle) and the paths of leftover temp files.
@@ -160,7 +180,53 @@ def check_edge(target: str, model_name: str, version: int | None,
             problems.append(f"{name} missing")
         elif bytes(fs.cat_file(present[name])) != data:  # equal bytes, equal sha256
             problems.append(f"{name} does not match its sha256")
+    if problems and SIGNATURE_FILE in files:
+        problems += _signature_problems(fs, present, files)
     return problems, sorted(p for n, p in present.items() if is_edge_temp(n))
+
+
+def verify_bundle(files: dict[str, bytes], model: str | None = None) -> None:
+    """Verify a bundle's model file against its ``model.sig`` with the trusted keys.
+
+    Done before any bundle is published (and by the check of a changed folder), as a device
+    would; a bundle without a signature (a model deployed before audit packs) has nothing to
+    check.
+
+    Args:
+        files: The bundle's files by name.
+        model: The model file's bytes to check instead of the bundle's (a published copy).
+
+    Raises:
+        SignatureError: the signature does not verify, or there is no trusted key here.
+    """
+    if SIGNATURE_FILE not in files:
+        return
+    from pipelines.paths import state_dir
+    from pipelines.signing import trusted_public_keys, verify_file
+
+    name = next(n for n in files if n.endswith(".onnx"))
+    verify_file(trusted_public_keys(state_dir()), files[SIGNATURE_FILE], name,
+                files[name] if model is None else model)
+
+
+def _signature_problems(fs: Any, present: dict[str, str], files: dict[str, bytes]) -> list[str]:
+    """Verify a changed folder's model file against its signature, as a device would.
+
+    Only when the folder differs from the bundle (an intact folder holds the very bytes that
+    were signed, so the nightly check imports nothing). No trusted key is a problem too.
+    """
+    from pipelines.signing import SignatureError
+
+    model = next(name for name in files if name.endswith(".onnx"))
+    if model not in present:
+        return []
+    signature = (bytes(fs.cat_file(present[SIGNATURE_FILE])) if SIGNATURE_FILE in present
+                 else files[SIGNATURE_FILE])
+    try:
+        verify_bundle({**files, SIGNATURE_FILE: signature}, bytes(fs.cat_file(present[model])))
+    except SignatureError as exc:
+        return [str(exc)]
+    return []
 
 
 def remove_edge_files(target: str, paths: list[str]) -> None:
@@ -177,7 +243,13 @@ def remove_edge_files(target: str, paths: list[str]) -> None:
 
 def publish_edge(target: str, model_name: str, version: int | None,
                  files: dict[str, bytes]) -> str:
-    """Write a bundle to ``<target>/<model>/v<version>/`` (folder or fsspec URI)."""
+    """Write a bundle to ``<target>/<model>/v<version>/`` (folder or fsspec URI).
+
+    Raises:
+        SignatureError: the bundle's model does not verify against its signature with the
+            trusted keys (:func:`verify_bundle`); nothing is written.
+    """
+    verify_bundle(files)
     fs, folder = _edge_fs(target, model_name, version)
     fs.makedirs(folder, exist_ok=True)
     # The manifest last: a device that sees it can trust the model file is complete.

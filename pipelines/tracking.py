@@ -12,7 +12,12 @@ import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from pipelines import telemetry
+
+if TYPE_CHECKING:
+    from pipelines.cost import Cost
 
 REPO_DIR = Path(__file__).resolve().parent.parent
 
@@ -46,6 +51,12 @@ def git_commit() -> str:
     return sha + ("-dirty" if dirty else "")
 
 
+def traced(tags: dict[str, str]) -> dict[str, str]:
+    """An MLflow run's tags with the trace id of the current span, when tracing is on."""
+    trace_id = telemetry.current_trace_id()
+    return tags | {telemetry.MLFLOW_TAG: trace_id} if trace_id else tags
+
+
 class TrainingLog:
     """One MLflow run per training; each tuning trial is a nested run under it."""
 
@@ -62,7 +73,7 @@ class TrainingLog:
         mlflow = self._mlflow = import_mlflow()
         mlflow.set_tracking_uri(self.uri)
         run = mlflow.start_run(experiment_id=self.experiment_id, run_name=self.run_name,
-                               tags=self.tags)
+                               tags=traced(self.tags))
         self.run_id = run.info.run_id
         return self
 
@@ -75,7 +86,7 @@ class TrainingLog:
         mlflow = self._mlflow
         with mlflow.start_run(experiment_id=self.experiment_id, nested=True,
                               run_name=f"trial {record.number}",
-                              tags={"trial_state": record.state}):
+                              tags=traced({"trial_state": record.state})):
             mlflow.log_params(record.params)
             for row in record.history:
                 mlflow.log_metrics({k: float(v) for k, v in row.items() if k != "epoch"},
@@ -103,6 +114,17 @@ class TrainingLog:
             mlflow.log_artifact(str(path), artifact_path="drift_reference")
         assert self.run_id is not None
         return self.run_id
+
+    def log_cost(self, spent: Cost) -> None:
+        """Log where the training ran (params, a tag) and what it cost (metrics)."""
+        mlflow, where = self._mlflow, spent.hardware
+        mlflow.log_params({"hardware.cpu_model": where.cpu_model,
+                           "hardware.cpu_cores": str(where.cpu_cores),
+                           "hardware.gpu": where.gpu or "none"})
+        mlflow.log_metrics({"cpu_seconds": spent.cpu_seconds, "gpu_seconds": spent.gpu_seconds,
+                            "cost": spent.amount})
+        mlflow.set_tags({"tideline/hardware": where.label(),
+                         "tideline/cost_currency": spent.currency})
 
     def register(self, model_name: str, tags: dict[str, str]) -> int:
         """Register the logged ONNX model as a new version; returns the version number."""
@@ -174,7 +196,8 @@ def log_card(tracking_uri: str, experiment_id: str, *, run_name: str, files: dic
              metrics: dict[str, float], tags: dict[str, str]) -> str:
     mlflow = import_mlflow()
     mlflow.set_tracking_uri(tracking_uri)
-    with mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=tags) as run:
+    with mlflow.start_run(experiment_id=experiment_id, run_name=run_name,
+                          tags=traced(tags)) as run:
         mlflow.log_metrics(metrics)
         with tempfile.TemporaryDirectory() as tmp:
             for name, data in files.items():

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pipelines import telemetry
 from pipelines.features import LABEL_COLUMN, encode, labels
 
 if TYPE_CHECKING:
@@ -440,49 +441,55 @@ def train(
     for epoch in range(start_epoch, cfg.epochs):
         if bad_epochs >= cfg.patience:
             break
-        gen = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
-        torch.manual_seed(cfg.seed * 100_003 + epoch)
-        order = data.order(gen)
-        model.train()
-        total = 0.0
-        for i in range(0, len(order), cfg.batch_size):
-            idx = order[i : i + cfg.batch_size]
-            xn, xc, y = data.take(idx)
-            opt.zero_grad()
-            logits = model(xn, xc)
-            loss = loss_fn(logits, y)
-            loss.backward()
-            opt.step()
-            total += float(loss.detach()) * len(idx)
-            seen += len(idx)
-            if on_progress is not None and time.perf_counter() - reported >= PROGRESS_EVERY_S:
-                reported = time.perf_counter()
-                on_progress(Progress(epoch, cfg.epochs, i + len(idx), len(order),
-                                     seen / (reported - clock)))
-        model.eval()
-        with torch.no_grad():
-            v_logits = torch.cat([model(*val.chunk(s, s + EVAL_ROWS)[:2])
-                                  for s in range(0, len(vy), EVAL_ROWS)])
-            val_loss = float(loss_fn(v_logits, vy))
-        row = {"epoch": epoch, "train_loss": total / len(order), "val_loss": val_loss,
-               "val_auc": _auc(vy.cpu().numpy(), v_logits.cpu().numpy())}
-        history.append(row)
-        if val_loss < best_loss - 1e-6:
-            best_loss, best_epoch, bad_epochs = val_loss, epoch, 0
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        else:
-            bad_epochs += 1
-        if ckpt:
-            ckpt.parent.mkdir(parents=True, exist_ok=True)
-            keys = list(history[0])
-            tmp = ckpt.with_suffix(".tmp")
-            torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(),
-                        "epoch": epoch, "bad_epochs": bad_epochs, "best_loss": best_loss,
-                        "best_epoch": best_epoch, "best_model": best_state,
-                        "history_keys": keys,
-                        "history": torch.tensor([[r[k] for k in keys] for r in history],
-                                                dtype=torch.float64)}, tmp)
-            os.replace(tmp, ckpt)
+        # A child span of the stage (or trial) when tracing is on; ended before on_epoch,
+        # whose pruning exception is no failure of the epoch.
+        with telemetry.span("epoch", {"tideline.epoch": epoch}) as span:
+            gen = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
+            torch.manual_seed(cfg.seed * 100_003 + epoch)
+            order = data.order(gen)
+            model.train()
+            total = 0.0
+            for i in range(0, len(order), cfg.batch_size):
+                idx = order[i : i + cfg.batch_size]
+                xn, xc, y = data.take(idx)
+                opt.zero_grad()
+                logits = model(xn, xc)
+                loss = loss_fn(logits, y)
+                loss.backward()
+                opt.step()
+                total += float(loss.detach()) * len(idx)
+                seen += len(idx)
+                if on_progress is not None and time.perf_counter() - reported >= PROGRESS_EVERY_S:
+                    reported = time.perf_counter()
+                    on_progress(Progress(epoch, cfg.epochs, i + len(idx), len(order),
+                                         seen / (reported - clock)))
+            model.eval()
+            with torch.no_grad():
+                v_logits = torch.cat([model(*val.chunk(s, s + EVAL_ROWS)[:2])
+                                      for s in range(0, len(vy), EVAL_ROWS)])
+                val_loss = float(loss_fn(v_logits, vy))
+            row = {"epoch": epoch, "train_loss": total / len(order), "val_loss": val_loss,
+                   "val_auc": _auc(vy.cpu().numpy(), v_logits.cpu().numpy())}
+            history.append(row)
+            if val_loss < best_loss - 1e-6:
+                best_loss, best_epoch, bad_epochs = val_loss, epoch, 0
+                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            else:
+                bad_epochs += 1
+            if ckpt:
+                ckpt.parent.mkdir(parents=True, exist_ok=True)
+                keys = list(history[0])
+                tmp = ckpt.with_suffix(".tmp")
+                torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(),
+                            "epoch": epoch, "bad_epochs": bad_epochs, "best_loss": best_loss,
+                            "best_epoch": best_epoch, "best_model": best_state,
+                            "history_keys": keys,
+                            "history": torch.tensor([[r[k] for k in keys] for r in history],
+                                                    dtype=torch.float64)}, tmp)
+                os.replace(tmp, ckpt)
+            span.set({"tideline.train_loss": row["train_loss"],
+                      "tideline.val_loss": row["val_loss"], "tideline.val_auc": row["val_auc"],
+                      "tideline.rows": len(order)})
         if on_epoch:
             on_epoch(row | {"best_epoch": best_epoch, "epochs": cfg.epochs})
     elapsed = time.perf_counter() - clock

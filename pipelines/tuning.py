@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pipelines import telemetry
 from pipelines.training import train
 
 if TYPE_CHECKING:
@@ -233,7 +234,10 @@ def run_study(study: optuna.Study, rdb: optuna.storages.RDBStorage,
                 if trial.should_prune():
                     raise optuna.TrialPruned()
 
-        with _Heartbeat(rdb, trial_id):
+        # Its epochs are the trial span's children (with tracing on; nothing otherwise).
+        with _Heartbeat(rdb, trial_id), telemetry.span("optuna trial", {
+                "tideline.trial": trial.number, "tideline.study": study.study_name,
+                **{f"tideline.trial.{k}": v for k, v in hp.items()}}) as span:
             try:
                 result = train(train_rows, val_rows, params, trial_config(hp, base),
                                threads=threads, device=device, on_epoch=report)
@@ -247,6 +251,8 @@ def run_study(study: optuna.Study, rdb: optuna.storages.RDBStorage,
                 study.tell(trial, value)
                 record = TrialRecord(trial.number, hp, value, "COMPLETE", len(result.history),
                                      result.history)
+            span.set({"tideline.trial.state": record.state, "tideline.trial.value": record.value,
+                      "tideline.epochs_run": record.epochs_run})
         if log_trial:
             log_trial(record)
 

@@ -8,8 +8,9 @@ do. Checked:
 - every object hashes to its name: ``b3:`` objects by their bytes, ``f3:`` frames by their
   logical content (read back from Parquet);
 - deployment histories: every entry readable and numbered in order, every deployed
-  model's files present with the sha256 the history recorded, and the head the service
-  polls equal to the replayed history;
+  model's files present with the sha256 the history recorded and, with an audit pack, its
+  signature and signed provenance verifying against the trusted keys (as the service
+  checks them), and the head the service polls equal to the replayed history;
 - temp files that a cut-off write left behind (harmless, but `make gc` should clear them).
 """
 
@@ -182,6 +183,22 @@ def _check_model(store: ArtifactStore, model_name: str, role: str, model: Deploy
         if hashlib.sha256(data).hexdigest() != info.sha256:
             report.problems.append(Problem(where, "model file does not match its recorded sha256",
                                            "make rollback, or make reproduce and redeploy"))
+        elif model.audit_pack is not None:
+            _check_signature(store, model, variant, data, where, report)
+
+
+def _check_signature(store: ArtifactStore, model: DeployedModel, variant: str, data: bytes,
+                     where: str, report: Report) -> None:
+    """The file's signature and the pack's provenance, as the service checks them."""
+    from pipelines.audit import check_model
+    from pipelines.paths import state_dir
+    from pipelines.signing import SignatureError
+
+    try:
+        check_model(store, model, variant, data, state_dir())
+    except SignatureError as exc:
+        report.problems.append(Problem(where, str(exc), f"make audit VERSION={model.version} "
+                                       "says more; make rollback, or redeploy to sign it"))
 
 
 def verify_store(store: ArtifactStore, grace_s: float = 3600.0) -> Report:

@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from serving import tracing
+
 Runner = Callable[[dict[str, np.ndarray]], np.ndarray]
 
 
@@ -24,6 +26,7 @@ class _Item:
     feeds: dict[str, np.ndarray]
     rows: int
     future: asyncio.Future
+    trace: Any = None  # the request's span (serving.tracing), when traced
 
 
 class MicroBatcher:
@@ -40,10 +43,11 @@ class MicroBatcher:
         rows = len(next(iter(feeds.values())))
         loop = asyncio.get_running_loop()
         if self.closed:  # a request routed just before a swap: run it on its own
-            return await loop.run_in_executor(self.executor, self.run, feeds)
+            with tracing.batch_span([tracing.current()], rows):
+                return await loop.run_in_executor(self.executor, self.run, feeds)
         if self._task is None:
             self._task = asyncio.create_task(self._loop())
-        item = _Item(feeds, rows, loop.create_future())
+        item = _Item(feeds, rows, loop.create_future(), tracing.current())
         self._queue.put_nowait(item)
         return await item.future
 
@@ -77,7 +81,8 @@ class MicroBatcher:
         feeds = ({k: np.concatenate([i.feeds[k] for i in batch]) for k in batch[0].feeds}
                  if len(batch) > 1 else batch[0].feeds)
         try:
-            out = await loop.run_in_executor(self.executor, self.run, feeds)
+            with tracing.batch_span([i.trace for i in batch], rows):
+                out = await loop.run_in_executor(self.executor, self.run, feeds)
         except Exception as exc:
             for item in batch:
                 if not item.future.done():

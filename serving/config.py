@@ -20,15 +20,18 @@ Environment:
         ``$TIDELINE_HOME/production``; each model logs its predictions under ``<root>/<model>``.
     TIDELINE_POLL_S: how often each deployment head is polled, default 0.2 s.
     TIDELINE_BATCHING: ``0`` turns micro-batching off (one inference call per request).
+    TIDELINE_PRICE_CPU_CORE_HOUR, TIDELINE_PRICE_GPU_HOUR, TIDELINE_PRICE_CURRENCY: prices
+        of inference for models whose spec has no ``cost`` section (`pipelines.cost`).
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from pipelines.cost import Prices, prices
 from pipelines.spec import CanarySpec, ServingSpec
 
 if TYPE_CHECKING:
@@ -51,6 +54,8 @@ class ModelConfig:
     production_dir: Path
     serving: ServingSpec
     canary: CanarySpec
+    # What inference costs: the spec's `cost` section, else the environment's prices.
+    prices: Prices = field(default_factory=Prices)
 
     @property
     def columns(self) -> tuple[str, ...]:
@@ -69,7 +74,7 @@ class ModelConfig:
                              if s.categories is not None),
             positive_label=positive, negative_label=negative,
             production_dir=production_dir, serving=spec.serving,
-            canary=spec.deployment.canary)
+            canary=spec.deployment.canary, prices=prices(spec.cost))
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from serving import tracing
 from serving.canary import to_canary, verdict
 from serving.http import ServiceError
 from serving.runtime import ModelRuntime
@@ -78,6 +79,11 @@ async def answer(rt: ModelRuntime, records: list[dict[str, Any]], headers: Mappi
         if not ok:  # the client still gets an answer, from the stable model
             role, model = "stable", routing.stable
             p = await rt.infer(model, variant, records)
+    span = tracing.current()
+    if span is not None:
+        tracing.annotate(span, model=rt.name, version=model.version,
+                         variant=model.served_variant(variant), role=role, records=len(records),
+                         training_trace=rt.training_traces.get(model.trained_weights))
     bad = [i for i, v in enumerate(p) if not np.isfinite(v)]
     if bad:
         raise ServiceError(422, "the model gave no finite score for these records: values "

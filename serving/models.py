@@ -1,13 +1,23 @@
-"""Loading deployed models: verify each file's sha256, open ONNX Runtime sessions, warm up.
+"""Loading deployed models: verify each file's sha256 and signature, open sessions, warm up.
 
 A model here is one deployed model (one registry version) with a session per variant
 the service uses. Inputs are the raw feature columns; the graph does the preprocessing
 the model was trained with, so there is no serving-side feature code to drift apart.
+
+Before any ONNX Runtime session is made, each file is checked against the sha256 the
+deployment history records and against its OpenSSF model signature in the version's audit
+pack (``pipelines.audit``), and the pack's signed provenance, with the trusted public keys
+(``TIDELINE_SIGNING_PUBLIC_KEY``, else the state folder's keys; the key inside the pack only
+with ``TIDELINE_TRUST_PACK_KEY=1``). With no trusted key at all, a signed model is refused.
+A version deployed before audit packs existed has no signature: it is still served, with a
+warning, unless ``TIDELINE_REQUIRE_SIGNED=1``.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
+import logging
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,6 +27,7 @@ import numpy as np
 from pipelines.deploy import DeployedModel
 from pipelines.store import ArtifactStore
 
+LOG = logging.getLogger("tideline.serving")
 FALLBACK = "fp32"  # every deployed version has it: it is the model, checked against torch
 
 
@@ -35,6 +46,9 @@ class LoadedModel:
     # Variants serving asks for that this version did not publish (the quantized_weights
     # stage dropped them), and the variant that serves their traffic instead (fp32).
     fallbacks: dict[str, str] = field(default_factory=dict)
+    # Each categorical column's training vocabulary (any other value is unknown to the
+    # graph); None when the deployment record does not name the preprocessing parameters.
+    vocabularies: dict[str, tuple[str, ...]] | None = None
 
     def served_variant(self, variant: str) -> str:
         """The variant that answers traffic configured for ``variant``."""
@@ -97,6 +111,7 @@ def load_model(store: ArtifactStore, entry: DeployedModel, variants: set[str],
                 f"version {entry.version} {variant}: sha256 {digest[:16]}… does not match "
                 f"the deployment record's {spec.sha256[:16]}… (corrupted or replaced file); "
                 "refused")
+        _check_signature(store, entry, variant, data)
         try:
             sessions[variant] = session(data, threads=threads)
         except Exception as exc:  # ORT raises its own exception types
@@ -105,7 +120,7 @@ def load_model(store: ArtifactStore, entry: DeployedModel, variants: set[str],
     model = LoadedModel(version=entry.version, trained_weights=entry.trained_weights,
                         numeric=list(entry.inputs.numeric),
                         categorical=list(entry.inputs.categorical), sessions=sessions,
-                        fallbacks=fallbacks)
+                        fallbacks=fallbacks, vocabularies=training_vocabularies(store, entry))
     warm = model.feeds([{}])
     for variant in sessions:
         try:
@@ -116,3 +131,53 @@ def load_model(store: ArtifactStore, entry: DeployedModel, variants: set[str],
         if not np.all(np.isfinite(p)):
             raise ModelLoadError(f"version {entry.version} {variant}: warm-up gave {p}")
     return model
+
+
+def _check_signature(store: ArtifactStore, entry: DeployedModel, variant: str,
+                     data: bytes) -> None:
+    """Refuse a file whose signature fails, as a file whose sha256 differs is refused."""
+    from pipelines.audit import check_model, require_signed
+    from pipelines.paths import state_dir
+    from pipelines.signing import SignatureError
+
+    if entry.audit_pack is None:
+        if require_signed():
+            raise ModelLoadError(
+                f"version {entry.version} {variant}: deployed without an audit pack, so "
+                "unsigned, and TIDELINE_REQUIRE_SIGNED is set; refused (redeploy it to sign it)")
+        LOG.warning("version %s %s: deployed before audit packs; served without a signature "
+                    "check (set TIDELINE_REQUIRE_SIGNED=1 to refuse unsigned models)",
+                    entry.version, variant)
+        return
+    try:
+        found = check_model(store, entry, variant, data, state_dir())
+    except SignatureError as exc:
+        raise ModelLoadError(f"version {entry.version} {variant}: {exc}; refused") from None
+    except Exception as exc:  # whatever else reading the pack raises: refused, never a crash
+        raise ModelLoadError(f"version {entry.version} {variant}: its audit pack cannot be "
+                             f"checked ({type(exc).__name__}: {exc}); refused") from None
+    if not found.pinned:
+        LOG.warning("version %s %s: signature checked against the key in its own audit pack "
+                    "(TIDELINE_TRUST_PACK_KEY=1: integrity only); set "
+                    "TIDELINE_SIGNING_PUBLIC_KEY to the signer's public key to check who "
+                    "signed it", entry.version, variant)
+
+
+def training_vocabularies(store: ArtifactStore,
+                          entry: DeployedModel) -> dict[str, tuple[str, ...]] | None:
+    """Each categorical input's training vocabulary, from the version's preprocessing parameters.
+
+    Only the documentation uses them (the graph holds its own copy), so a version whose
+    parameters cannot be read is still served: this logs why and returns None.
+    """
+    if entry.preprocess is None:  # entries written before the history recorded it
+        return None
+    try:
+        params = json.loads(store.get_bytes(entry.preprocess))
+        vocabularies = params["categorical"]
+        return {c: tuple(str(v) for v in vocabularies[c]) for c in entry.inputs.categorical}
+    except (KeyError, TypeError, ValueError, OSError) as exc:
+        LOG.warning("version %s: no categorical vocabularies from its preprocessing parameters "
+                    "%s (%s: %s); the API docs list no known values for it", entry.version,
+                    entry.preprocess, type(exc).__name__, exc)
+        return None

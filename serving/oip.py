@@ -10,6 +10,7 @@ length ``n``; ``null`` is a missing value, as in ``/predict``. The reply has two
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
@@ -76,7 +77,9 @@ class TensorMetadata(BaseModel):
     datatype: str
     shape: list[int]
     parameters: dict[str, Any] | None = Field(
-        None, description="for a categorical input, the values its spec allows (categories)")
+        None, description="for a categorical input: the values its spec allows (categories) "
+                          "and those the stable version saw in training (known_values; any "
+                          "other value is treated as unknown)")
 
 
 class ModelMetadata(BaseModel):
@@ -92,13 +95,19 @@ class ModelReady(BaseModel):
     ready: bool
 
 
-def metadata(config: ModelConfig, versions: list[str]) -> ModelMetadata:
+def metadata(config: ModelConfig, versions: list[str],
+             known: Mapping[str, Sequence[str]] | None = None) -> ModelMetadata:
+    """The model's inputs and outputs; ``known``: each categorical input's training values."""
     inputs = [TensorMetadata(name=c, datatype="FP32", shape=[-1]) for c in config.numeric]
     for c in config.categorical:
+        parameters: dict[str, Any] = {}
         allowed = config.categories_of(c)
+        if allowed:
+            parameters["categories"] = list(allowed)
+        if known and c in known:
+            parameters["known_values"] = list(known[c])
         inputs.append(TensorMetadata(name=c, datatype="BYTES", shape=[-1],
-                                     parameters={"categories": list(allowed)} if allowed
-                                     else None))
+                                     parameters=parameters or None))
     return ModelMetadata(name=config.name, versions=versions, platform="onnx", inputs=inputs,
                          outputs=[TensorMetadata(name="probability", datatype="FP32",
                                                  shape=[-1]),

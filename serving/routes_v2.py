@@ -76,7 +76,7 @@ def add_v2_routes(app: FastAPI, service: Service, callers: CallerDependencies) -
         rt = service.lookup(name)
         r = rt.routing
         versions = [] if r is None else [str(m.version) for m in (r.stable, r.canary) if m]
-        return metadata(rt.config, versions)
+        return metadata(rt.config, versions, rt.known.by_column)
 
     @app.get("/v2/models/{name}/ready", response_model=ModelReady, tags=["v2"],
              responses=_errors(404, 503), summary="OIP: the model is loaded")

@@ -27,12 +27,13 @@ from pydantic import BaseModel
 
 from pipelines import deploy
 from pipelines.store import ArtifactStore
+from serving import tracing
 from serving.batching import MicroBatcher
 from serving.config import ModelConfig
 from serving.metrics import Metrics
 from serving.models import LoadedModel, ModelLoadError, load_model
 from serving.predlog import PredictionLog
-from serving.schema import record_model, request_model
+from serving.schema import KnownValues, record_model, request_model
 
 LOG = logging.getLogger("tideline.serving")
 REPO = Path(__file__).resolve().parent.parent
@@ -91,16 +92,22 @@ class ModelRuntime:
     deployed: bool = False  # the head names a stable version
     models: dict[str, LoadedModel] = field(default_factory=dict)
     batchers: dict[tuple[str, str], MicroBatcher] = field(default_factory=dict)
+    # Trace id of the run that trained each loaded model, by trained_weights (request spans
+    # link to it); only models whose deployment entry recorded one.
+    training_traces: dict[str, str] = field(default_factory=dict)
     seen_seq: int | None = None
     last_reload: ReloadOutcome = field(default_factory=lambda: ReloadOutcome("none yet"))
     decided: set[int] = field(default_factory=set)
     predlog: PredictionLog | None = None
+    # The stable version's categorical values, which the record schema (the API docs) lists.
+    known: KnownValues = field(init=False)
     record_model: type[BaseModel] = field(init=False)
     request_model: type[BaseModel] = field(init=False)
 
     def __post_init__(self) -> None:
+        self.known = KnownValues(self.config.name)
         self.record_model = record_model(list(self.config.numeric),
-                                         list(self.config.categorical))
+                                         list(self.config.categorical), self.known)
         self.request_model = request_model(self.record_model, self.config.serving.max_records)
 
     @property
@@ -158,7 +165,7 @@ class ModelRuntime:
         try:
             stable = await self._load(head.stable)
             canary = await self._load(head.canary)
-        except ModelLoadError as exc:
+        except Exception as exc:  # ModelLoadError, or any other: refused and reported alike
             reloads.labels(model=self.name, outcome="refused").inc()
             self.last_reload = ReloadOutcome("refused", head.seq, time.time(), error=str(exc))
             LOG.error("%s: deployment entry %s refused, still serving %s: %s", self.name,
@@ -167,6 +174,7 @@ class ModelRuntime:
         if stable is None:
             return
         self.routing = Routing(head.seq, stable, canary)
+        self.known.update(stable.version, stable.trained_weights, stable.vocabularies)
         reloads.labels(model=self.name, outcome="swapped").inc()
         self.last_reload = ReloadOutcome("ok", head.seq, time.time(),
                                          round(time.perf_counter() - start, 4))
@@ -184,6 +192,7 @@ class ModelRuntime:
         keep = {m.trained_weights for m in (head.stable, head.canary, head.previous) if m}
         for tw in [t for t in self.models if t not in keep]:
             self.models.pop(tw)
+            self.training_traces.pop(tw, None)
             for variant in self.variants:
                 batcher = self.batchers.pop((tw, variant), None)
                 if batcher is not None:
@@ -193,6 +202,8 @@ class ModelRuntime:
         if entry is None:
             return None
         tw = entry.trained_weights
+        if entry.training_trace:
+            self.training_traces[tw] = entry.training_trace
         if tw not in self.models:
             loop = asyncio.get_running_loop()
             self.models[tw] = await loop.run_in_executor(
@@ -232,7 +243,10 @@ class ModelRuntime:
         sizes = self.shared.metrics.batch_size.labels(model=self.name, variant=variant)
         if not self.shared.batching:
             loop = asyncio.get_running_loop()
-            out = await loop.run_in_executor(self.shared.executor, model.run, variant, feeds)
+            with tracing.batch_span([tracing.current()], len(records)):
+                out = await loop.run_in_executor(
+                    self.shared.executor, self.shared.metrics.metered(
+                        self.name, model, variant, self.config.prices), feeds)
             sizes.observe(len(records))
             return out
         key = (model.trained_weights, variant)
@@ -240,7 +254,8 @@ class ModelRuntime:
         if batcher is None:
             assert self.shared.executor is not None
             batcher = self.batchers[key] = MicroBatcher(
-                lambda f, m=model, v=variant: m.run(v, f), self.shared.executor,
+                self.shared.metrics.metered(self.name, model, variant, self.config.prices),
+                self.shared.executor,
                 max_batch=self.config.serving.max_batch,
                 max_wait_s=self.config.serving.max_wait_ms / 1000, on_batch=sizes.observe)
         return await batcher.submit(feeds)

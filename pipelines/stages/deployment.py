@@ -12,7 +12,7 @@ is finished by the next run, even when that run finds the model already deployed
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from pipelines import deploy
@@ -27,6 +27,7 @@ from pipelines.targets import (
     gate_verdict,
     model_entry,
     publish_edge,
+    verify_bundle,
 )
 
 Outcome = Literal["deployed", "unchanged", "rejected"]
@@ -61,18 +62,24 @@ class PublishResult:
     aliases: dict[str, int | None] | None = None  # MLflow aliases, when this step set them
     reason: str | None = None
     lakefs_tag: LakefsTag | None = None
+    audit_pack: str | None = None  # content hash of the version's audit pack (pipelines.audit)
 
 
 def publish(spec: DatasetSpec, store: ArtifactStore, *, tracking_uri: str, trained_weights: str,
             quantized_weights: str, model_card: str, actor: str | None = None,
-            log: Callable[[str], None] | None = None) -> PublishResult:
+            log: Callable[[str], None] | None = None,
+            training_trace: str | None = None) -> PublishResult:
     """Deploy (or record the rejection of) one candidate; returns what happened.
 
     First brings the head, edge bundles and aliases in line with the history (what a killed
     run left undone), then decides. ``result.repaired`` lists what was repaired.
+    ``training_trace`` (the trace id of the run that trained the weights) goes into the
+    history entry, for request spans to link to.
 
     Raises:
-        EdgeBundleTooLarge: before anything is recorded, so a failed run changes nothing.
+        EdgeBundleTooLarge: before anything is recorded, so a failed run changes nothing
+            (its audit pack is stored, content-addressed, but neither logged nor live).
+        SignatureError: no usable signing key for the audit pack (likewise).
     """
     say = log or (lambda message: None)
     target = spec.deployment.edge.target
@@ -96,7 +103,8 @@ def publish(spec: DatasetSpec, store: ArtifactStore, *, tracking_uri: str, train
 
     version = find_version(tracking_uri, spec.name, trained_weights)
     candidate = model_entry(store, version=version, trained_weights=trained_weights,
-                            quantized_weights=quantized_weights, model_card=model_card)
+                            quantized_weights=quantized_weights, model_card=model_card,
+                            training_trace=training_trace)
     verdict = gate_verdict(store, model_card)
     if not verdict["passed"]:
         reasons = "; ".join(r["rule"] for r in verdict["rules"] if not r["passed"])
@@ -105,7 +113,20 @@ def publish(spec: DatasetSpec, store: ArtifactStore, *, tracking_uri: str, train
         say(f"version {version} not deployed: the deploy gate blocked it ({reasons}); "
             f"stable stays {deploy.version_label(state.stable)}")
         return PublishResult("rejected", version, state, repaired, reason=reasons)
+    # The audit pack (signatures, ML-BOM, lineage) is stored before the history entry: no
+    # server ever reads a model without one. It is content-addressed objects and a pointer
+    # only (a rerun finds it); MLflow hears of it once the edge bundle fits.
+    from pipelines.audit import log_pack, registry_info, write_pack
+    from pipelines.paths import state_dir
+
+    registry = registry_info(tracking_uri, spec.name, candidate.version)
+    candidate = replace(candidate, audit_pack=write_pack(store, spec.name, candidate,
+                                                         state=state_dir(), registry=registry))
     files = edge_bundle(store, spec.name, candidate, spec.deployment.edge.max_bytes)
+    verify_bundle(files)  # as a device would, with the keys trusted here
+    log_pack(store, tracking_uri, spec.name, candidate.version, str(candidate.audit_pack))
+    say(f"version {version}: audit pack {str(candidate.audit_pack)[:19]}… (model signatures, "
+        "ML-BOM, lineage; make audit checks it)")
     # From here on every write is one that `repair` redoes if this process dies: the history
     # entry (with the head), the edge bundle, the aliases.
     outcome, state = deploy.deploy(store, spec.name, candidate,
@@ -124,7 +145,7 @@ def publish(spec: DatasetSpec, store: ArtifactStore, *, tracking_uri: str, train
     return PublishResult(outcome, version, state, repaired, role=role, edge=edge,
                          edge_bytes=sum(len(v) for v in files.values()),
                          edge_variant=edge_variant(candidate), aliases=aliases,
-                         lakefs_tag=tag)
+                         lakefs_tag=tag, audit_pack=candidate.audit_pack)
 
 
 def _tag(store: ArtifactStore, model_name: str, version: int | None, actor: str | None,

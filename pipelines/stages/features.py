@@ -67,7 +67,9 @@ def build_features(spec: DatasetSpec, store: ArtifactStore, raw: Manifest,
             schema, batches = read_raw_batches(
                 source, fmt=raw.info["format"], file=file, batch_rows=rows_per_batch,
                 encoding=spec.source.encoding, na_values=spec.source.na_values,
-                delimiter=spec.source.delimiter, expected_columns=len(spec.columns) + 1)
+                delimiter=spec.source.delimiter, expected_columns=len(spec.columns) + 1,
+                duplicate_columns=spec.source.duplicate_columns,
+                read_columns={spec.target.column, *spec.columns})
             labelled = None
             if "labelled" in raw.files:
                 labelled = _as_source(read_frame(store, raw, "labelled"), raw.info["format"])

@@ -10,7 +10,7 @@ codes) are kept across batches, and the card is the same whatever the budget.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -23,13 +23,23 @@ from pipelines.artifacts import (
     SpooledFrame,
     StageResult,
     iter_frame,
+    metadata_to_json,
     read_file,
 )
-from pipelines.baselines import BOOSTING, FittedBaselines, RowSample
+from pipelines.baselines import BOOSTING, BaselineFit, FittedBaselines, RowSample
+from pipelines.cost import Cost, Prices, cost, hardware, prices
 from pipelines.evaluation import latency, metrics
 from pipelines.features import LABEL_COLUMN, ROW_COLUMN, SPLIT_COLUMN
+from pipelines.figures import inline
 from pipelines.hashing import canonical_json
-from pipelines.model_card import fairness_plots, plots, render_html, render_markdown
+from pipelines.model_card import (
+    fairness_plots,
+    gate_table,
+    gate_verdict,
+    plots,
+    render_html,
+    render_markdown,
+)
 from pipelines.progress import RowProgress
 from pipelines.quantize import ChunkedScorer, session
 from pipelines.recipe import thread_count
@@ -211,13 +221,50 @@ def _predictions(store: ArtifactStore, test: TestScores) -> SpooledFrame:
         return out.close()
 
 
+def recorded_cost(metadata: Mapping[str, Any], content_hash: str) -> Cost | None:
+    """The cost a trained_weights materialization recorded, if it is of ``content_hash``.
+
+    Args:
+        metadata: The materialization's metadata as plain values (``cost`` is what
+            `pipelines.stages.training.build_trained_weights` put there).
+        content_hash: The trained_weights the card is for; another's cost is not its cost.
+    """
+    if metadata.get("content_hash") != content_hash:
+        return None
+    return Cost.from_json(metadata.get("cost"))  # None when an older version recorded it
+
+
+def _cost_card(training: Cost | None, fits: list[BaselineFit], price: Prices,
+               threads: int) -> dict[str, Any]:
+    """The run's compute bill: the training's cost and each baseline fit's.
+
+    A baseline's cost is priced on the CPU time its fit used (all threads), as training's
+    is, so the two compare.
+    """
+    here = hardware()
+    return {
+        "training": training.to_json() if training is not None else None,
+        "baselines": {b.name: {"title": b.title, "threads": threads}
+                      | cost(b.cpu_seconds, 0.0, here, price).to_json()
+                      for b in fits},
+        "prices": {"cpu_core_hour": price.cpu_core_hour, "gpu_hour": dict(price.gpu_hour),
+                   "currency": price.currency},
+    }
+
+
 def build_card(spec: DatasetSpec, store: ArtifactStore, features: Manifest, weights: Manifest,
                variants: Manifest, lineage: dict[str, str],
                champion: DeployedModel | None = None,
-               on_progress: Callable[[str], None] | None = None) -> StageResult:
+               on_progress: Callable[[str], None] | None = None,
+               raw_data: str | None = None, training_cost: Cost | None = None) -> StageResult:
     """Evaluate every variant, compare with the champion, judge the deploy gate.
 
     ``on_progress`` gets a line every few seconds of the pass over the test rows.
+    ``raw_data`` (the content hash of the raw data the run read) is a fact of the run: the
+    card shown for the run names it in its lineage; the stored card, whose content the
+    recipe fixes, starts at the validated features. So is ``training_cost`` (what training
+    these weights cost, see `recorded_cost`): the card shown for the run puts it in a Cost
+    table beside the baselines' cost.
     """
     from pipelines.gate import judge
 
@@ -281,10 +328,13 @@ def build_card(spec: DatasetSpec, store: ArtifactStore, features: Manifest, weig
     markdown = render_markdown(card)
     # Fit seconds, like latency, are facts of the run: shown for it, never stored.
     seconds = {b.name: b.fit_seconds for b in fits}
+    bill = _cost_card(training_cost, fits, prices(spec.cost), thread_count())
     timed = card | {"variants": {v: card_variants[v] | {"latency": latencies[v]}
                                  for v in published},
                     "baselines": {n: b | {"fit_seconds": seconds[n]}
-                                  for n, b in baselines.items()}}
+                                  for n, b in baselines.items()},
+                    "cost": bill,
+                    "lineage": ({"raw_data": raw_data} if raw_data else {}) | lineage}
     references = {f"{b.title} (baseline)": b.probabilities for b in fits}
     if champion_p is not None and baseline is not None:
         references[f"champion v{baseline['version']}"] = champion_p
@@ -293,16 +343,19 @@ def build_card(spec: DatasetSpec, store: ArtifactStore, features: Manifest, weig
     fp32 = card_variants["fp32"]["metrics"]
     return StageResult(
         kind="model_card",
-        files={"card.md": markdown.encode(), "card.html": render_html(markdown, images).encode(),
+        files={"card.md": markdown.encode(), "card.html": render_html(card, images).encode(),
                "card.json": canonical_json(card), "gate.json": canonical_json(verdict),
                **images},
         frames={"predictions": predictions},
-        metadata={"model_card": Markdown(render_markdown(timed)),
+        metadata={"model_card": Markdown(render_markdown(timed, inline(images))),
                   "latency_ms": {v: {f"batch_{t['batch']}": round(t["median_ms"], 4)
                                      for t in latencies[v]} for v in published},
                   "baselines": {n: {"roc_auc": round(b["metrics"]["roc_auc"], 6),
-                                    "fit_seconds": round(seconds[n], 3)}
+                                    "fit_seconds": round(seconds[n], 3),
+                                    "cost": bill["baselines"][n]["amount"]}
                                 for n, b in baselines.items()},
+                  **({"training_cost": training_cost.to_json()["amount"]}
+                     if training_cost is not None else {}),
                   "variants_dropped": dropped,
                   "roc_auc": round(fp32["roc_auc"], 6), "accuracy": round(fp32["accuracy"], 6),
                   "f1": round(fp32["f1"], 6), "log_loss": round(fp32["log_loss"], 6),
@@ -315,5 +368,11 @@ def build_card(spec: DatasetSpec, store: ArtifactStore, features: Manifest, weig
                  or "all gate rules hold",
                  "failed_rows": 0, "failed_fraction": 0.0, "examples": [],
                  "rules": [{"rule": r["rule"], "passed": r["passed"], "failed_rows": 0}
-                           for r in verdict["rules"]]}],
+                           for r in verdict["rules"]],
+                 # What the UI shows for the check: the verdict and the rules' table.
+                 "metadata": metadata_to_json({
+                     "verdict": gate_verdict(verdict).replace("**", ""),
+                     "rules": Markdown(gate_table(verdict)),
+                     "failed_rules": sum(not r["passed"] for r in verdict["rules"]),
+                     "champion_version": str(baseline["version"]) if baseline else "none"})}],
     )

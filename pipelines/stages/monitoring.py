@@ -7,7 +7,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pipelines.artifacts import Markdown, PathLink, StageFailure, StageResult, read_frame
-from pipelines.drift import column_tests, drift_score, evidently_report, fast_path
+from pipelines.drift import column_tests, drift_plot, drift_score, evidently_report, fast_path
+from pipelines.figures import data_uri
 from pipelines.spec import DatasetSpec
 from pipelines.store import ArtifactStore
 
@@ -41,6 +42,7 @@ def build_drift_report(spec: DatasetSpec, store: ArtifactStore, *, batch: pd.Dat
         engine = "fast path"
     score = drift_score(rows)
     drifted = [r["column"] for r in rows if r["drifted"]]
+    files["drift.png"] = drift_plot(rows, score, spec.monitoring.drift_threshold)
     import pandas as pd
 
     table = pd.DataFrame(rows)
@@ -52,7 +54,8 @@ def build_drift_report(spec: DatasetSpec, store: ArtifactStore, *, batch: pd.Dat
                   "drift_threshold": spec.monitoring.drift_threshold,
                   "drifted_columns": drifted, "rows": int(len(batch)),
                   "reference_rows": int(len(reference)), "engine": engine,
-                  "columns_table": Markdown(_markdown(rows))},
+                  "columns_table": Markdown(f"{_markdown(rows)}\n\n![Per-column drift]"
+                                            f"({data_uri(files['drift.png'])})")},
     )
 
 

@@ -7,6 +7,7 @@ is kept as the reference for drift monitoring.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 from pipelines.architectures import user_code
 from pipelines.artifacts import StageResult, iter_frame
+from pipelines.cost import cost, hardware, prices, process_cpu_seconds
+from pipelines.devices import gpu_name
 from pipelines.export import export_predictor
 from pipelines.features import LABEL_COLUMN, SPLIT_COLUMN, SeededSample
 from pipelines.hashing import canonical_json
@@ -140,11 +143,17 @@ def build_trained_weights(
         best_params: Searched parameters to fit with directly (reproducing a version);
             otherwise a study runs when the spec asks for one.
         log: A `pipelines.tracking.TrainingLog` (or None) for trials and the final fit.
+
+    The metadata's ``cost`` (a fact of the run, not of the artifact) is what the stage took:
+    the process's CPU seconds from here to the exported model (tuning trials included),
+    the wall seconds of tuning and the fit when they ran on a GPU, the hardware, and
+    their price from the spec's ``cost`` section or the environment.
     """
     import shutil
 
     from pipelines.tuning import trial_config
 
+    cpu_start = process_cpu_seconds()
     params = load_params(store, features)
     # Encoded splits too large for memory go to a scratch folder beside the checkpoints:
     # removed below, and with the whole folder once a run (or its retry) has its result.
@@ -158,6 +167,7 @@ def build_trained_weights(
         data = encode_splits(spec, store, features, params, budget=memory_budget(spec),
                              scratch=scratch)
         device = pick_device(device)
+        on_device = time.perf_counter()
         study: dict[str, Any] = {}
         cfg = spec.training
         if best_params is not None:
@@ -171,6 +181,7 @@ def build_trained_weights(
             result = train(data.train, data.val, params, cfg, threads=threads, device=device,
                            checkpoint_dir=checkpoint_dir, on_epoch=on_epoch,
                            on_progress=on_progress)
+        gpu_seconds = time.perf_counter() - on_device if device.startswith("cuda") else 0.0
         reference = data.reference
         del data
     finally:
@@ -196,6 +207,9 @@ def build_trained_weights(
     if study:
         metadata |= {"study": study_name, "trials_complete": study["complete"],
                      "trials_pruned": study["pruned"], "best_params": chosen}
+    spent = cost(process_cpu_seconds() - cpu_start, gpu_seconds, hardware(gpu_name(device)),
+                 prices(spec.cost))
+    metadata["cost"] = spent.to_json()
     if log is not None:
         metadata["mlflow_run_id"] = log.final(
             params=cfg.model_dump(mode="json") | {"device": result.device},
@@ -203,6 +217,7 @@ def build_trained_weights(
             metrics={"best_val_loss": metadata["best_val_loss"],
                      "best_val_auc": metadata["best_val_auc"]},
             onnx_model=onnx_model, reference=reference)
+        log.log_cost(spent)
     return StageResult(
         kind="trained_weights",
         files={"weights.safetensors": weights_bytes(result.state_dict),

@@ -32,7 +32,7 @@ def _after_progress(out: str) -> list[str]:
     lines = [line for line in out.splitlines() if line.strip()]
     start = next(i for i, line in enumerate(lines)
                  if line.startswith("running breast_cancer_training_job"))
-    return [line for line in lines[start + 1:] if not line.startswith("  [")]
+    return [line for line in lines[start + 1:] if not line.startswith("  ")]
 
 
 def test_a_directory_as_source_ends_in_one_line_naming_it(tmp_path):

@@ -39,10 +39,15 @@ def test_demo_runs_end_to_end_then_hits(tmp_path):
     assert card == state.resolve() / "model_cards" / MODEL / "card.html"
     assert card.exists() and "ROC" in card.with_suffix(".md").read_text()
     assert "<img" in card.read_text()
+    # Every plot card.md names is beside it.
+    named = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", card.with_suffix(".md").read_text())
+    assert {"roc.png", "calibration.png"} <= set(named)
+    assert all((card.parent / name).is_file() for name in named), named
     assert "deployment: stable v1" in out
     assert re.search(rf"^{MODEL}\s+deployment\s+-\s+deployed v1\s", out, re.M), out
     bundle = Path(re.search(r"^deployment: .*; edge bundle (\S+)", out, re.M).group(1))
-    assert sorted(p.name for p in bundle.iterdir()) == ["manifest.json", "model_int8.onnx"]
+    assert sorted(p.name for p in bundle.iterdir()) == ["manifest.json", "model.sig",
+                                                        "model_int8.onnx"]
     second, _ = demo(REPO, state)
     assert set(second.values()) == {"hit"}
     assert not (REPO / "mlflow.db").exists() and not (REPO / "mlruns").exists()

@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from pipelines import deploy
+from pipelines.audit_verify import audit_version
 from pipelines.store import ArtifactStore
 from tests.conftest import CHAIN, REPO, Chain, fast_adult_spec, materializations
 from tests.serving_support import LOOSE_GATE, Service
@@ -29,14 +30,17 @@ pytestmark = pytest.mark.slow
 
 MODEL = "adult"
 # Every function the deployment step writes through: history entries, head and alias
-# record (the store), edge bundle files (fsspec), and the MLflow registry's aliases.
+# record, audit pack (the store), edge bundle files (fsspec), the MLflow registry's aliases
+# and the audit pack logged to MLflow.
 WRITES = [("pipelines.store", "ArtifactStore", "create_record"),
           ("pipelines.store", "ArtifactStore", "_atomic_write"),
           ("fsspec.implementations.local", "LocalFileSystem", "pipe_file"),
           ("fsspec.implementations.local", "LocalFileSystem", "mv"),
           ("fsspec.implementations.local", "LocalFileSystem", "rm"),
           ("mlflow", "MlflowClient", "set_registered_model_alias"),
-          ("mlflow", "MlflowClient", "delete_registered_model_alias")]
+          ("mlflow", "MlflowClient", "delete_registered_model_alias"),
+          ("mlflow", "MlflowClient", "log_artifacts"),  # the audit pack, logged with the run
+          ("mlflow", "MlflowClient", "set_model_version_tag")]
 
 
 def faulted_deploy() -> None:
@@ -143,7 +147,8 @@ def champion(home: Path) -> dict[str, str | None]:
 
 
 def assert_converged(home: Path, refs: dict) -> None:
-    """Head = the replayed history; v2 stable; its edge bundle intact; aliases follow."""
+    """Head = the replayed history; v2 stable with an intact audit pack; its edge bundle
+    (signed) intact; aliases follow."""
     store = ArtifactStore(home / "store")
     state = deploy.current(store, MODEL)
     log = deploy.entries(store, MODEL)
@@ -152,11 +157,18 @@ def assert_converged(home: Path, refs: dict) -> None:
     assert state.stable.trained_weights == refs["trained_weights"]
     assert deploy.head(store, MODEL) == state.to_json()
     folder = home / "edge" / MODEL / f"v{state.stable.version}"
-    assert sorted(p.name for p in folder.iterdir()) == ["manifest.json", "model_int8.onnx"], \
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "manifest.json", "model.sig", "model_int8.onnx"], \
         "the bundle and nothing else: no temp file left"
     sha256 = hashlib.sha256((folder / "model_int8.onnx").read_bytes()).hexdigest()
     manifest = json.loads((folder / "manifest.json").read_text())
     assert sha256 == state.stable.variants["int8"].sha256 == manifest["sha256"]
+    # The pack was written before the entry that made v2 live, whole, and checks out.
+    assert state.stable.audit_pack is not None
+    report = audit_version(store, MODEL, state.stable.version, state=home)
+    assert report.ok, [f.line() for f in report.failures]
+    assert (folder / "model.sig").read_bytes() == store.get_bytes(store.get_manifest(
+        state.stable.audit_pack).files["signatures/model_int8.onnx.sig"])
     assert champion(home) == {"champion": str(state.stable.version),
                               "previous": str(state.previous.version)}
 
@@ -166,7 +178,7 @@ def test_a_kill_at_every_write_of_the_deployment_step_converges_on_the_next_run(
     home0, spec, refs = pristine
     faults: list[str] = []
     served_stale_head = False
-    for fault_at in range(1, 40):
+    for fault_at in range(1, 60):
         home = copy_of(home0, tmp_path / f"fault{fault_at}")
         out = run_faulted(home, spec, refs, fault_at)
         if out.returncode == 0:  # the step finished before reaching write N: all covered
@@ -199,6 +211,8 @@ def test_a_kill_at_every_write_of_the_deployment_step_converges_on_the_next_run(
     assert {"ArtifactStore.create_record", "ArtifactStore._atomic_write",
             "LocalFileSystem.pipe_file", "LocalFileSystem.mv",
             "MlflowClient.set_registered_model_alias"} <= kinds, faults
+    # The audit pack's writes (its files, then its pointer) were kill points too.
+    assert any(f"/keys/{MODEL}/audit_pack/" in f for f in faults), faults
     assert served_stale_head, faults
 
 

@@ -73,8 +73,10 @@ def test_edge_bundle_size_limit_and_rollback_job(tmp_path, adult_sample, chain_f
     spec.write_text(yaml.safe_dump(raw, sort_keys=False))
     assert chain.run("deploy").success
     bundle = edge / "adult" / "v1"
-    assert sorted(p.name for p in bundle.iterdir()) == ["manifest.json", "model_int8.onnx"]
+    assert sorted(p.name for p in bundle.iterdir()) == ["manifest.json", "model.sig",
+                                                        "model_int8.onnx"]
     manifest = json.loads((bundle / "manifest.json").read_text())
+    assert manifest["signature"] == "model.sig"  # its OpenSSF model signature
     import hashlib
 
     data = (bundle / "model_int8.onnx").read_bytes()

@@ -1,5 +1,7 @@
 """Production batches → drift report and production performance → labelled rows in retraining."""
 
+import base64
+import re
 from pathlib import Path
 
 import httpx
@@ -47,6 +49,10 @@ def test_drift_report_performance_and_labelled_rows(tmp_path, home, adult_sample
     assert clean["rows"] == 600 and clean["drifted_columns"] == []
     assert Path(clean["report_html"]).exists()
     assert "| age | ks | p-value |" in clean["columns_table"]
+    # The per-column plot is in the table the UI shows, as an inline PNG.
+    (plot,) = re.findall(r"!\[Per-column drift\]\(data:image/png;base64,([A-Za-z0-9+/=]+)\)",
+                         clean["columns_table"])
+    assert base64.b64decode(plot).startswith(b"\x89PNG")
     assert "drift" not in receiver.events()
 
     # A recalibrated measurement: ages scaled by 1.3.

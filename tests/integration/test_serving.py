@@ -302,8 +302,10 @@ def test_canary_with_errors_is_aborted_and_one_within_limits_is_promoted(trained
         bad = _failing_model(len(v2.inputs.numeric))
         bad_hash = store.put_bytes(bad)
         bad_file = deploy.VariantFile(bad_hash, hashlib.sha256(bad).hexdigest(), len(bad))
+        # Unsigned (no audit pack): served with a warning, as models deployed before packs.
         broken = dataclasses.replace(v2, version=99, trained_weights="b3:" + "0" * 64,
-                                     variants={v: bad_file for v in ("fp32", "int8", "fp16")})
+                                     variants={v: bad_file for v in ("fp32", "int8", "fp16")},
+                                     audit_pack=None)
         deploy.deploy(store, "adult", broken, canary_share=0.5)
         svc.wait_for(lambda s: s["canary"] == 99)
         answers = [post(svc.url, key, records[:2], **{"X-Routing-Key": f"user-{i}"})
@@ -477,8 +479,12 @@ def test_one_service_answers_oip_v2_for_every_deployed_model(two_models, tmp_pat
     inputs = {i["name"]: i for i in adult["inputs"]}
     assert inputs["age"] == {"name": "age", "datatype": "FP32", "shape": [-1]}
     assert inputs["sex"]["datatype"] == "BYTES"
-    assert inputs["sex"]["parameters"] == {"categories": ["Female", "Male"]}
-    assert "parameters" not in inputs["occupation"]  # the spec lists no values for it
+    # The spec's allowed values, and those the stable version saw in training.
+    assert inputs["sex"]["parameters"] == {"categories": ["Female", "Male"],
+                                           "known_values": ["Female", "Male"]}
+    occupations = inputs["occupation"]["parameters"]  # the spec lists no values for it
+    assert list(occupations) == ["known_values"] and "Sales" in occupations["known_values"]
+    assert occupations["known_values"] == sorted(occupations["known_values"])
     assert [(o["name"], o["datatype"]) for o in adult["outputs"]] == [
         ("probability", "FP32"), ("label", "BYTES")]
     assert [i["name"] for i in meta["adult_small"]["inputs"]] == [

@@ -41,7 +41,7 @@ def test_int8_over_a_tiny_tolerance_is_dropped_and_fp32_deploys(tmp_path, adult_
     assert stable.edge_variant == smallest
     bundle = edge / "adult" / "v1"
     name = f"model_{smallest}.onnx"
-    assert sorted(p.name for p in bundle.iterdir()) == ["manifest.json", name]
+    assert sorted(p.name for p in bundle.iterdir()) == sorted(["manifest.json", "model.sig", name])
     said = json.loads((bundle / "manifest.json").read_text())
     data = (bundle / name).read_bytes()
     assert (said["variant"], said["file"]) == (smallest, name)

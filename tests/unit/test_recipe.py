@@ -105,6 +105,9 @@ def test_comments_docstrings_and_formatting_rekey_nothing(package):
           "    # The study's best trial decides the settings.\n"
           "    from pipelines.tuning import trial_config  # noqa\n\n")
     _edit(package / "lakefs.py", '"""', '"""Edited: ')
+    # A field's attribute docstring is its description in the schema and the reference.
+    _edit(package / "spec.py", '"""Cell values read as missing."""',
+          '"""Cell values that are read as missing values."""')
     lakefs = package / "lakefs.py"
     lakefs.write_text(lakefs.read_text() + "\n# a trailing comment\n")
     assert _keys(package) == before

@@ -50,7 +50,7 @@ def test_a_block_given_as_a_value_names_the_file_the_field_and_the_shape(tmp_pat
         load_spec(bad)
     message = str(err.value)
     assert "\n" not in message and str(bad) in message
-    assert f"field {field} must be a mapping of settings, not {given}" in message
+    assert f"{field}: must be a mapping of settings, not {given}" in message
     assert "write it as e.g. `" in message
 
 

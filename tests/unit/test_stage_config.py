@@ -50,6 +50,9 @@ TABLE = {
     "source.encoding": (_set("source.encoding", "latin-1"), {FEAT, BATCH}),
     "source.delimiter": (_set("source.delimiter", ";"), {FEAT, BATCH}),
     "source.na_values": (_set("source.na_values", ["", "?", "n/a"]), {FEAT, BATCH}),
+    # Which copy of a repeated column is read shapes the validated rows; batch scoring
+    # refuses repeated names whatever the policy (pipelines/batch.py), so it keeps its key.
+    "source.duplicate_columns": (_set("source.duplicate_columns", "keep_first"), {FEAT}),
     "target.column": (_retarget, {RAW, FEAT, CARD}),
     "target.positive": (_set("target.positive", "<=50K"), {FEAT, CARD, PERF, BATCH}),
     "target.classes": (_set("target.classes", ["<=50K", ">50K", "unknown"]), {FEAT, BATCH}),
@@ -120,6 +123,10 @@ TABLE = {
     "monitoring.evidently_max_rows": (_set("monitoring.evidently_max_rows", 1000), {DRIFT}),
     # How much memory the stages may use: batches change, results do not.
     "resources.memory_budget": (_set("resources.memory_budget", "64MB"), set()),
+    # Prices put a cost on runs and predictions; they change no artifact.
+    "cost.cpu_core_hour": (_set("cost.cpu_core_hour", 0.05), set()),
+    "cost.gpu_hour": (_set("cost.gpu_hour", {"H100": 2.5}), set()),
+    "cost.currency": (_set("cost.currency", "EUR"), set()),
     "monitoring.performance_floor": (_set("monitoring.performance_floor", {"roc_auc": 0.8}),
                                      {PERF}),
     "monitoring.min_labelled_rows": (_set("monitoring.min_labelled_rows", 50), {PERF}),
