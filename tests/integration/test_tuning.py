@@ -5,6 +5,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -34,10 +35,29 @@ def features_artifact(tmp_path, home):
     return spec_path, store, feats.content_hash
 
 
-def worker(spec_path, store, features, storage, study):
+# Starts cli.tune_worker only once the file named by argv[1] exists, after the heavy
+# imports, so workers started together begin their trials together: how long a
+# process takes to import torch must not decide whether it gets any trial.
+GATED = """
+import sys, time
+from pathlib import Path
+import optuna, torch  # noqa: F401
+import pipelines.training, pipelines.tuning  # noqa: F401
+from cli.tune_worker import main
+gate = Path(sys.argv[1])
+Path(str(gate) + f".{sys.argv[2]}").touch()
+while not gate.exists():
+    time.sleep(0.02)
+sys.exit(main(sys.argv[3:]))
+"""
+
+
+def worker(spec_path, store, features, storage, study, gate=None, name=""):
     env = {**os.environ, "PYTHONPATH": str(REPO), "TIDELINE_THREADS": "1"}
+    start = ([sys.executable, "-c", GATED, str(gate), name] if gate
+             else [sys.executable, "-m", "cli.tune_worker"])
     return subprocess.Popen(
-        [sys.executable, "-m", "cli.tune_worker", "--study", study, "--features", features,
+        [*start, "--study", study, "--features", features,
          "--spec", str(spec_path), "--store", store.root, "--storage", storage,
          "--heartbeat", "1", "--grace", "3"], cwd=REPO, env=env,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -87,7 +107,15 @@ def two_workers_finish_exactly_the_plan(tmp_path, home, storage):
 
     spec_path, store, features = features_artifact(tmp_path, home)
     optuna.create_study(study_name="shared", storage=storage)
-    procs = [worker(spec_path, store, features, storage, "shared") for _ in range(2)]
+    gate = tmp_path / "go"
+    procs = [worker(spec_path, store, features, storage, "shared", gate, str(i))
+             for i in range(2)]
+    deadline = time.monotonic() + 300
+    while not all(Path(f"{gate}.{i}").exists() for i in range(2)):
+        assert time.monotonic() < deadline, "the workers never got ready"
+        assert all(p.poll() is None for p in procs), [p.communicate()[0] for p in procs]
+        time.sleep(0.05)
+    gate.touch()
     outs = [p.communicate(timeout=600)[0] for p in procs]
     assert all(p.returncode == 0 for p in procs), outs
     assert len(finished(trials(storage, "shared"))) == PLANNED
