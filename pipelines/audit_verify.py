@@ -158,7 +158,7 @@ def _signatures(store: ArtifactStore, report: AuditReport, model: deploy.Deploye
         if not data:
             continue
         report.checked += 1
-        if hashlib.sha256(data).hexdigest() != spec.sha256:
+        if spec.sha256_mismatch(data) is not None:
             report.fail(name, where, f"sha256 is not the {spec.sha256[:16]}… the deployment "
                                      "history records; make rollback, or make reproduce and "
                                      "redeploy")
@@ -167,27 +167,27 @@ def _signatures(store: ArtifactStore, report: AuditReport, model: deploy.Deploye
             report.fail(name, f"audit_pack/{signature_name(variant)}", "no signature in the "
                         "pack; redeploy the version to sign it")
             continue
-        report.checked += 1
-        try:
-            used = verify_file(keys, signature, name, data)
-        except SignatureError as exc:
-            report.fail(name, where, str(exc).split(": ", 1)[-1] + "; do not serve it (make "
-                        "rollback), or make reproduce and redeploy")
-            continue
-        report.signatures.append((name, signed_files(signature).get(name, ""), used))
+        _verify_signature(report, keys, name, where, signature, data,
+                          "; do not serve it (make rollback), or make reproduce and redeploy")
     record, signature = contents.get(PROVENANCE), contents.get(PROVENANCE_SIGNATURE)
     if not record or not signature:
         report.fail(PROVENANCE, f"audit_pack {report.pack}", "the pack has no signed "
                     "provenance (written before format 2); redeploy the version to sign it")
         return
+    _verify_signature(report, keys, PROVENANCE, f"audit_pack/{PROVENANCE}", signature, record,
+                      "; the pack was altered: redeploy the version to sign it again")
+
+
+def _verify_signature(report: AuditReport, keys: list[bytes], name: str, where: str,
+                      signature: bytes, data: bytes, remedy: str) -> None:
+    """Check one signature: listed in the report when it verifies, else a failure + remedy."""
     report.checked += 1
     try:
-        used = verify_file(keys, signature, PROVENANCE, record)
+        used = verify_file(keys, signature, name, data)
     except SignatureError as exc:
-        report.fail(PROVENANCE, f"audit_pack/{PROVENANCE}", str(exc).split(": ", 1)[-1] +
-                    "; the pack was altered: redeploy the version to sign it again")
+        report.fail(name, where, str(exc).split(": ", 1)[-1] + remedy)
         return
-    report.signatures.append((PROVENANCE, signed_files(signature).get(PROVENANCE, ""), used))
+    report.signatures.append((name, signed_files(signature).get(name, ""), used))
 
 
 def _provenance(report: AuditReport, model: deploy.DeployedModel,
@@ -198,10 +198,8 @@ def _provenance(report: AuditReport, model: deploy.DeployedModel,
     where = f"audit_pack/{PROVENANCE}"
     record = json.loads(contents[PROVENANCE])
     report.provenance = {"git_commit": record.get("git_commit")}
-    expected = {"bom_sha256": (BOM, hashlib.sha256(contents.get(BOM, b"")).hexdigest()),
-                "lineage_sha256": (LINEAGE,
-                                   hashlib.sha256(contents.get(LINEAGE, b"")).hexdigest())}
-    for field_name, (file, digest) in expected.items():
+    for field_name, file in (("bom_sha256", BOM), ("lineage_sha256", LINEAGE)):
+        digest = hashlib.sha256(contents.get(file, b"")).hexdigest()
         report.checked += 1
         if record.get(field_name) != digest:
             report.fail(file, f"audit_pack/{file}", f"sha256 {digest[:16]}… is not the "

@@ -52,6 +52,11 @@ class VariantFile:
     sha256: str
     bytes: int
 
+    def sha256_mismatch(self, data: bytes) -> str | None:
+        """The sha256 of ``data`` when it is not the one recorded here, else ``None``."""
+        digest = hashlib.sha256(data).hexdigest()
+        return None if digest == self.sha256 else digest
+
     def to_json(self) -> dict[str, Any]:
         return {"content_hash": self.content_hash, "sha256": self.sha256, "bytes": self.bytes}
 

@@ -16,7 +16,6 @@ do. Checked:
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -180,7 +179,7 @@ def _check_model(store: ArtifactStore, model_name: str, role: str, model: Deploy
             report.problems.append(Problem(where, f"model file {info.content_hash} is missing",
                                            "make rollback, or make reproduce and redeploy"))
             continue
-        if hashlib.sha256(data).hexdigest() != info.sha256:
+        if info.sha256_mismatch(data) is not None:
             report.problems.append(Problem(where, "model file does not match its recorded sha256",
                                            "make rollback, or make reproduce and redeploy"))
         elif model.audit_pack is not None:

@@ -15,7 +15,6 @@ warning, unless ``TIDELINE_REQUIRE_SIGNED=1``.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import time
@@ -105,8 +104,8 @@ def load_model(store: ArtifactStore, entry: DeployedModel, variants: set[str],
         except KeyError as exc:
             raise ModelLoadError(f"version {entry.version} {variant}: file "
                                  f"{spec.content_hash} is missing from the store") from exc
-        digest = hashlib.sha256(data).hexdigest()
-        if digest != spec.sha256:
+        digest = spec.sha256_mismatch(data)
+        if digest is not None:
             raise ModelLoadError(
                 f"version {entry.version} {variant}: sha256 {digest[:16]}… does not match "
                 f"the deployment record's {spec.sha256[:16]}… (corrupted or replaced file); "

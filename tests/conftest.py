@@ -251,3 +251,19 @@ def store_root(request, tmp_path, monkeypatch):
     bucket = f"tideline-{uuid.uuid4().hex[:12]}"
     boto3.client("s3").create_bucket(Bucket=bucket)
     return f"s3://{bucket}/store"
+
+
+def save_validated_features(store, spec, frame):
+    """Store ``frame`` as a validated_features artifact, its preprocessing fitted on the
+    train rows; returns its manifest and the preprocessing parameters."""
+    from pipelines.artifacts import StageResult, save_result
+    from pipelines.features import SPLIT_COLUMN, fit_preprocessing
+    from pipelines.hashing import canonical_json
+
+    params = fit_preprocessing(frame[frame[SPLIT_COLUMN] == "train"], spec)
+    counts = frame[SPLIT_COLUMN].value_counts()
+    manifest = save_result(store, StageResult(
+        kind="validated_features", frames={"features": frame},
+        files={"preprocess.json": canonical_json(params)},
+        info={"rows": {s: int(counts[s]) for s in ("train", "val", "test")}}))
+    return manifest, params

@@ -16,12 +16,32 @@ from pathlib import Path
 import httpx
 import yaml
 
-from tests.conftest import REPO, Chain, fast_adult_spec, override
+from tests.conftest import ADULT_CSV, REPO, Chain, fast_adult_spec, override, write_spec
 
 LOOSE_GATE = {"min_metrics": {"roc_auc": 0.6}, "tolerances": {"roc_auc": 0.5, "log_loss": 5.0}}
 # The second model of the two-model service: Adult on a few columns.
 SMALL_COLUMNS = ("age", "education-num", "hours-per-week", "capital-gain", "relationship",
                  "race", "sex")
+
+
+def datasets_folder(tmp_path: Path, monkeypatch, **small_overrides) -> Path:
+    """A datasets folder of two Adult specs, ``adult`` and ``adult_small`` (age, sex,
+    occupation; ``small_overrides`` on top), that the service reads; its home is
+    ``tmp_path/home`` and no other spec, default model, store or production folder is set."""
+    folder = tmp_path / "datasets"
+    folder.mkdir()
+    write_spec(folder / "adult.yaml", "adult", ADULT_CSV)
+    write_spec(folder / "small.yaml", "adult", ADULT_CSV, name="adult_small",
+               columns={"age": {"type": "numeric"},
+                        "sex": {"type": "categorical", "categories": ["Female", "Male"]},
+                        "occupation": {"type": "categorical"}},
+               sensitive=["sex"], **small_overrides)
+    monkeypatch.setenv("TIDELINE_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("TIDELINE_DATASETS", str(folder))
+    for name in ("TIDELINE_SPEC", "TIDELINE_DEFAULT_MODEL", "TIDELINE_STORE",
+                 "TIDELINE_PRODUCTION_DIR"):
+        monkeypatch.delenv(name, raising=False)
+    return folder
 
 
 def train_two_versions(base: Path, adult_sample: Path) -> Path:

@@ -15,7 +15,7 @@ from pipelines.deploy import DeployedModel, ModelInputs, VariantFile
 from pipelines.store import ArtifactStore
 from serving.schema import KNOWN_VALUES_KEY, MAX_LISTED_VALUES
 from serving.security import ApiKeys
-from tests.conftest import ADULT_CSV, write_spec
+from tests.serving_support import datasets_folder
 
 pytestmark = pytest.mark.filterwarnings("ignore:Using `httpx` with `starlette.testclient`")
 
@@ -77,21 +77,10 @@ def _deploy(store: ArtifactStore, version: int, vocabularies: dict[str, list[str
 @pytest.fixture
 def served(tmp_path, monkeypatch):
     """Two models, adult_small (the default, deployed as version 1) and adult (not deployed)."""
-    folder = tmp_path / "datasets"
-    folder.mkdir()
-    write_spec(folder / "adult.yaml", "adult", ADULT_CSV)
-    write_spec(folder / "small.yaml", "adult", ADULT_CSV, name="adult_small",
-               columns={"age": {"type": "numeric"},
-                        "sex": {"type": "categorical", "categories": ["Female", "Male"]},
-                        "occupation": {"type": "categorical"}},
-               sensitive=["sex"])
+    datasets_folder(tmp_path, monkeypatch)
     home = tmp_path / "home"
-    monkeypatch.setenv("TIDELINE_HOME", str(home))
-    monkeypatch.setenv("TIDELINE_DATASETS", str(folder))
     monkeypatch.setenv("TIDELINE_DEFAULT_MODEL", "adult_small")
     monkeypatch.setenv("TIDELINE_POLL_S", "0.05")
-    for name in ("TIDELINE_SPEC", "TIDELINE_STORE", "TIDELINE_PRODUCTION_DIR"):
-        monkeypatch.delenv(name, raising=False)
     store = ArtifactStore(home / "store")
     _deploy(store, 1, {"sex": ["Female", "Male"], "occupation": list(OCCUPATIONS)})
     return store, home

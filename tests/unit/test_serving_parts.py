@@ -14,6 +14,7 @@ from serving.canary import BUCKETS_MS, CanaryTotals, MemoryCanaryStats, to_canar
 from serving.predlog import PredictionLog
 from serving.security import ApiKeys, MemoryRateLimiter
 from tests.conftest import ADULT_CSV, write_spec
+from tests.serving_support import datasets_folder
 
 
 def test_api_keys_are_stored_hashed_and_verified(tmp_path):
@@ -110,20 +111,9 @@ def test_micro_batcher_merges_concurrent_requests_and_splits_answers():
 @pytest.fixture
 def datasets(tmp_path, monkeypatch):
     """A datasets folder with two Adult specs and a broken one; a home with nothing deployed."""
-    folder = tmp_path / "datasets"
-    folder.mkdir()
-    write_spec(folder / "adult.yaml", "adult", ADULT_CSV)
-    write_spec(folder / "small.yaml", "adult", ADULT_CSV, name="adult_small",
-               columns={"age": {"type": "numeric"},
-                        "sex": {"type": "categorical", "categories": ["Female", "Male"]},
-                        "occupation": {"type": "categorical"}},
-               sensitive=["sex"], serving__max_records=3, serving__rate_limit_per_minute=7)
+    folder = datasets_folder(tmp_path, monkeypatch, serving__max_records=3,
+                             serving__rate_limit_per_minute=7)
     (folder / "broken.yaml").write_text("name: Broken\n")
-    monkeypatch.setenv("TIDELINE_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("TIDELINE_DATASETS", str(folder))
-    for name in ("TIDELINE_SPEC", "TIDELINE_DEFAULT_MODEL", "TIDELINE_STORE",
-                 "TIDELINE_PRODUCTION_DIR"):
-        monkeypatch.delenv(name, raising=False)
     return folder
 
 

@@ -12,20 +12,19 @@ import pandas as pd
 import pytest
 
 from pipelines import training
-from pipelines.artifacts import StageResult, read_splits, save_result
+from pipelines.artifacts import read_splits, save_result
 from pipelines.features import (
     LABEL_COLUMN,
     SPLIT_COLUMN,
     SeededSample,
     assign_split,
     encode,
-    fit_preprocessing,
     labels,
 )
-from pipelines.hashing import canonical_json, hash_frame
+from pipelines.hashing import hash_frame
 from pipelines.spec import load_spec
 from pipelines.store import ArtifactStore
-from tests.conftest import ADULT_CSV, fast_adult_spec
+from tests.conftest import ADULT_CSV, fast_adult_spec, save_validated_features
 
 ROWS = 400
 TINY = 16_000  # bytes: 64-row batches, and the encoded splits go to disk
@@ -62,13 +61,8 @@ def features(tmp_path):
     frame = features_frame(spec)
     assert frame[spec.categorical_columns].isna().any().any(), \
         "the sample must hold missing categories"
-    params = fit_preprocessing(frame[frame[SPLIT_COLUMN] == "train"], spec)
     store = ArtifactStore(tmp_path / "store")
-    counts = frame[SPLIT_COLUMN].value_counts()
-    manifest = save_result(store, StageResult(
-        kind="validated_features", frames={"features": frame},
-        files={"preprocess.json": canonical_json(params)},
-        info={"rows": {s: int(counts[s]) for s in ("train", "val", "test")}}))
+    manifest, params = save_validated_features(store, spec, frame)
     return store, manifest, frame, params
 
 

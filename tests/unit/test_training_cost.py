@@ -9,11 +9,10 @@ import os
 import numpy as np
 import pytest
 
-from pipelines.artifacts import StageResult, save_result
+from pipelines.artifacts import save_result
 from pipelines.cost import cpu_model
-from pipelines.features import SPLIT_COLUMN, fit_preprocessing
-from pipelines.hashing import canonical_json
 from pipelines.store import ArtifactStore
+from tests.conftest import save_validated_features
 from tests.unit.test_baselines import _card
 from tests.unit.test_training_budget import LARGE, adult_spec, build, features_frame
 
@@ -24,14 +23,8 @@ PRICE_ENV = ("TIDELINE_PRICE_CPU_CORE_HOUR", "TIDELINE_PRICE_GPU_HOUR", "TIDELIN
 def adult_features(tmp_path):
     """A store holding a validated_features artifact of a few hundred Adult rows."""
     spec = adult_spec(tmp_path / "base", LARGE)
-    frame = features_frame(spec)
-    params = fit_preprocessing(frame[frame[SPLIT_COLUMN] == "train"], spec)
     store = ArtifactStore(tmp_path / "store")
-    counts = frame[SPLIT_COLUMN].value_counts()
-    manifest = save_result(store, StageResult(
-        kind="validated_features", frames={"features": frame},
-        files={"preprocess.json": canonical_json(params)},
-        info={"rows": {s: int(counts[s]) for s in ("train", "val", "test")}}))
+    manifest, _ = save_validated_features(store, spec, features_frame(spec))
     return store, manifest
 
 
