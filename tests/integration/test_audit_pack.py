@@ -19,7 +19,7 @@ import pytest
 from pipelines import audit, deploy
 from pipelines.store import ArtifactStore
 from tests.conftest import REPO
-from tests.lineage_schema import run_event_errors
+from tests.lineage_schema import check_run_event
 from tests.serving_support import Service, copy_home, held_out_records, train_two_versions
 
 pytestmark = pytest.mark.slow
@@ -76,9 +76,10 @@ def test_each_deployed_version_has_a_pack_that_make_audit_checks_from_the_store(
     for kept in stages.values():
         assert [e["eventType"] for e in kept["events"]] == ["START", "COMPLETE"]
         for event in kept["events"]:
-            assert run_event_errors(event) == []
+            assert check_run_event(event) == ([], [])
     emitted = [json.loads(line) for line in
                (home / "lineage" / "events.jsonl").read_text().splitlines()]
+    assert [check_run_event(event) for event in emitted] == [([], [])] * len(emitted)
     versions = {o["facets"]["version"]["datasetVersion"] for e in emitted
                 for o in e.get("outputs", [])}
     assert stable.trained_weights in versions, "the file transport got the events too"

@@ -19,7 +19,7 @@ from pipelines.hashing import canonical_json
 from pipelines.mlbom import validate_bom
 from pipelines.store import ArtifactStore, Manifest
 from tests.conftest import REPO
-from tests.lineage_schema import run_event_errors
+from tests.lineage_schema import check_run_event, run_event_errors
 
 MODEL = "toy"
 
@@ -173,8 +173,8 @@ def test_openlineage_events_follow_the_runevent_schema_and_go_to_a_file_by_defau
                (tmp_path / "state" / "lineage" / "events.jsonl").read_text().splitlines()]
     assert [e["eventType"] for e in written] == ["START", "COMPLETE"], "a hit emits nothing"
     kept = lineage.stage_lineage(store, MODEL, "validated_features", out)[1]
-    for event in [*written, *kept.events]:
-        assert run_event_errors(event) == []
+    for event in [*written, *kept.events]:  # spec-valid, and nothing the spec leaves open
+        assert check_run_event(event) == ([], [])
     complete = kept.events[1]
     assert [(d["name"], d["facets"]["version"]["datasetVersion"]) for d in complete["inputs"]] \
         == [(f"{MODEL}/raw_data", source)], "settings such as champion=none are no datasets"
@@ -182,9 +182,56 @@ def test_openlineage_events_follow_the_runevent_schema_and_go_to_a_file_by_defau
     assert complete["run"]["facets"]["parent"]["run"]["runId"] == \
         "0b7d6e0e-1111-4222-8333-444455556666"
     assert kept.environment["libraries"], "the library versions are kept with the events"
-    # The schema is not vacuous: an event without a run id breaks it.
+    # The check is not vacuous: an event without a run id breaks it.
     broken = dict(complete, run={"facets": {}})
-    assert run_event_errors(broken)
+    assert run_event_errors(broken) == ["/run/runId: required by Run but missing"]
+
+
+@pytest.mark.parametrize(("change", "error"), [
+    (lambda e: e.update(eventTime="2026-01-02T03:04:05"), "/eventTime: '2026-01-02T03:04:05' is "
+                                                          "not a date-time"),
+    (lambda e: e.update(eventTime="2026-13-02T03:04:05Z"), "/eventTime: the client's RunEvent "
+                                                           "rejects it"),
+    (lambda e: e.update(producer="tideline lineage"), "/producer: 'tideline lineage' is not a uri"),
+    (lambda e: e.update(eventType="DONE"), "/eventType: 'DONE' is not one of"),
+    (lambda e: e.update(schemaURL="https://openlineage.io/spec/1-0-0/OpenLineage.json"),
+     "/schemaURL: 'https://openlineage.io/spec/1-0-0/OpenLineage.json' is not the RunEvent"),
+    (lambda e: e.pop("schemaURL"), "/schemaURL: required by RunEvent but missing"),
+    (lambda e: e["run"].update(runId="0b7d6e0e111142228333444455556666"), "/run/runId: "),
+    (lambda e: e["run"]["facets"]["parent"]["run"].update(runId="x"),
+     "/run/facets/parent/run/runId: 'x' is not a uuid"),
+    (lambda e: e["job"]["facets"].update(parent=e["run"]["facets"]["parent"]),
+     "/job/facets/parent: a ParentRunFacet is no JobFacet"),
+    (lambda e: e["job"]["facets"]["jobType"].pop("_producer"),
+     "/job/facets/jobType/_producer: required by JobTypeJobFacet but missing"),
+    (lambda e: e["outputs"][0]["facets"]["version"].update(datasetVersion=7),
+     "/outputs/0/facets/version/datasetVersion: expected str, got int"),
+    (lambda e: e.update(inputs=None), "/inputs: null is not allowed"),
+])
+def test_the_lineage_check_rejects_what_the_openlineage_spec_rejects(tmp_path, change, error):
+    store = ArtifactStore(tmp_path / "store")
+    out = store.put_bytes(b"features")
+    event = lineage._to_dict(lineage.build_events(
+        store, run_id="0b7d6e0e-1111-4222-8333-444455556666", model=MODEL, stage="features",
+        inputs={"raw_data": store.put_bytes(b"raw")}, output=out, started=1.0, ended=2.0)[1])
+    assert check_run_event(event) == ([], [])
+    change(event)
+    errors = run_event_errors(event)
+    assert len(errors) == 1 and errors[0].startswith(error), errors
+
+
+def test_the_lineage_check_lists_what_the_spec_allows_but_the_client_does_not_model(tmp_path):
+    store = ArtifactStore(tmp_path / "store")
+    event = lineage._to_dict(lineage.build_events(
+        store, run_id="r", model=MODEL, stage="features", inputs={},
+        output=store.put_bytes(b"features"), started=1.0, ended=2.0)[0])
+    event["runID"] = "typo"
+    event["run"]["facets"]["custom"] = {"_producer": "urn:x", "_schemaURL": "urn:x:facet",
+                                        "anything": 1}
+    assert check_run_event(event) == ([], [
+        "/runID: not in the client's RunEvent",
+        "/run/facets/custom: a facet the client does not model ('urn:x:facet'), checked as "
+        "a base facet"])
 
 
 def test_openlineage_url_sends_the_events_over_http(tmp_path, monkeypatch):
