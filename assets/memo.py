@@ -48,7 +48,8 @@ def stage_span(context: dg.AssetExecutionContext, model: str, stage: str,
     span = telemetry.start_span(
         stage, {"tideline.model": model, "tideline.stage": stage,
                 "dagster.run_id": context.run_id} | (values or {}),
-        trace_id=trace_id, span_id=telemetry.stage_span_id(trace_id, model, stage),
+        trace_id=trace_id,
+        span_id=telemetry.stage_span_id(trace_id, model, stage, context.retry_number),
         scope="tideline.pipeline")
     return span, trace_id
 

@@ -40,6 +40,7 @@ MLFLOW_TAG = "tideline/trace_id"
 _lock = threading.Lock()
 _provider: Any = None
 _provider_key: tuple[str, ...] | None = None
+_stalled: tuple[Any, threading.Thread] | None = None  # a flush out of time (see `flush`)
 # Ids the next span started in this context takes instead of random ones: (trace, span).
 _chosen_ids: contextvars.ContextVar[tuple[int | None, int | None]] = contextvars.ContextVar(
     "tideline_chosen_span_ids", default=(None, None))
@@ -113,9 +114,36 @@ def tracer(name: str, service: str = "tideline") -> Any:
 
 
 def flush(timeout_ms: int = 5_000) -> None:
-    """Export the spans still queued (before a process that made them ends)."""
-    if _provider is not None:
-        _provider.force_flush(timeout_ms)
+    """Export the spans still queued (before a process that made them ends).
+
+    Waits at most ``timeout_ms``: the SDK's own flush ignores its timeout and retries a dead
+    endpoint for as long as the exporter's (10 s by default), so it runs on a thread of its
+    own here. While a flush that ran out of time is still trying, later ones do not wait,
+    or each stage of a run would pay the timeout again; once it is through (the endpoint
+    came back), they wait again.
+    """
+    global _stalled
+    found = _provider
+    if found is None:
+        return
+    if _stalled is not None and _stalled[0] is found and _stalled[1].is_alive():
+        return
+    worker = threading.Thread(target=found.force_flush, name="tideline-trace-flush",
+                              daemon=True)
+    worker.start()
+    worker.join(timeout_ms / 1000)
+    if worker.is_alive():
+        _stalled = (found, worker)
+        import logging
+
+        logging.getLogger(__name__).warning(
+            "traces: the OTLP endpoint %s did not take the spans within %.1f s; not waiting "
+            "for it again while it is down (check OTEL_EXPORTER_OTLP_ENDPOINT and the "
+            "collector)", _endpoint(), timeout_ms / 1000)
+
+
+def _endpoint() -> str:
+    return next((os.environ[n] for n in ENDPOINT_VARIABLES if os.environ.get(n)), "")
 
 
 def run_trace_id(run_id: str) -> str:
@@ -127,9 +155,14 @@ def run_trace_id(run_id: str) -> str:
     return value if int(value, 16) else "1".zfill(32)
 
 
-def stage_span_id(trace_id: str, model: str, stage: str) -> str:
-    """The span id (16 hex digits) of a model's stage in the run whose trace is ``trace_id``."""
-    value = hashlib.blake2b(f"{trace_id}/{model}/{stage}".encode(), digest_size=8).hexdigest()
+def stage_span_id(trace_id: str, model: str, stage: str, attempt: int = 0) -> str:
+    """The span id (16 hex digits) of a model's stage in the run whose trace is ``trace_id``.
+
+    ``attempt`` is the step's retry number within the run: a retried step gets a span of
+    its own (the first attempt keeps the id a request span links to).
+    """
+    name = f"{trace_id}/{model}/{stage}" + (f"#{attempt}" if attempt else "")
+    value = hashlib.blake2b(name.encode(), digest_size=8).hexdigest()
     return value if int(value, 16) else "1".zfill(16)
 
 

@@ -39,6 +39,42 @@ def test_a_runs_trace_is_its_run_id_and_stage_spans_are_fixed_by_it():
     assert len(ids) == 4 and all(len(i) == 16 for i in ids)
     assert telemetry.stage_span_id(trace, "adult", "trained_weights") == \
         telemetry.stage_span_id(trace, "adult", "trained_weights")
+    # A step retried within its run gets a span of its own; the first attempt keeps the id.
+    attempts = {telemetry.stage_span_id(trace, "adult", "trained_weights", n) for n in range(3)}
+    assert len(attempts) == 3
+    assert telemetry.stage_span_id(trace, "adult", "trained_weights", 0) in ids
+
+
+def test_a_dead_endpoint_costs_one_flush_timeout_per_process_not_one_per_stage(
+        monkeypatch, caplog):
+    import socket
+    import threading
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.delenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", raising=False)
+    monkeypatch.delenv("OTEL_SDK_DISABLED", raising=False)
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", f"http://127.0.0.1:{port}")
+
+    def flushing():
+        return [t for t in threading.enumerate() if t.name == "tideline-trace-flush"]
+
+    for stage in ("raw_data", "validated_features", "trained_weights"):
+        telemetry.start_span(stage, {"tideline.stage": stage}).end()
+        # The exporter retries a refused connection with backoff for its own 10 s: the
+        # first flush gives up waiting after 200 ms and leaves it trying; the later ones
+        # see it still trying and start nothing more.
+        telemetry.flush(timeout_ms=200)
+        assert len(flushing()) == 1
+    said = [r.getMessage() for r in caplog.records if "did not take the spans" in r.getMessage()]
+    assert len(said) == 1 and f"127.0.0.1:{port}" in said[0], said
+    flushing()[0].join(30)  # that flush is through: the next one tries (and waits) again
+    telemetry.start_span("model_card", {}).end()
+    telemetry.flush(timeout_ms=200)
+    assert len(flushing()) == 1
+    assert sum("did not take the spans" in r.getMessage() for r in caplog.records) == 2
+    monkeypatch.delenv("OTEL_EXPORTER_OTLP_ENDPOINT")
 
 
 def test_spans_take_the_chosen_trace_nest_and_record_errors(receiver):
