@@ -9,7 +9,10 @@ its content hash. The events go
 - to the transport the client's own configuration names when there is one
   (``OPENLINEAGE_URL`` for HTTP, ``OPENLINEAGE_CONFIG`` / ``openlineage.yml`` /
   ``OPENLINEAGE__*`` variables, ``OPENLINEAGE_DISABLED=true``);
-- else to a file: one event per line in ``$TIDELINE_HOME/lineage/events.jsonl``;
+- else to a file: one event per line in ``$TIDELINE_HOME/lineage/events.jsonl``; past
+  ``MAX_EVENTS_BYTES`` it is renamed ``events-<UTC time>.jsonl`` and a new one begun, and
+  only the newest ``KEEP_ROTATED`` renamed files are kept (the store keeps every stage's
+  events for the audit packs whatever happens to the file);
 
 and into the artifact store beside the output (content-addressed, then a pointer under
 ``keys/<model>/lineage/<stage>/<output hash>``), with the versions of the libraries that
@@ -46,6 +49,8 @@ LOG = logging.getLogger("tideline.lineage")
 PRODUCER = "urn:tideline:pipelines.lineage"  # who wrote the events (a URI, as the spec asks)
 NAMESPACE_ENV = "OPENLINEAGE_NAMESPACE"
 EVENTS_FILE = "events.jsonl"
+MAX_EVENTS_BYTES = 64 * 1024 * 1024  # the events file is rotated past this size
+KEEP_ROTATED = 5  # rotated events files kept beside it
 
 
 @dataclass(frozen=True)
@@ -213,12 +218,39 @@ def emit(model: str, stage: str, events: list[Any]) -> None:
     from pipelines.paths import state_dir
 
     try:
-        emitter = client(str(events_file(state_dir())), _configured())
+        configured, path = _configured(), events_file(state_dir())
+        if not configured:
+            rotate(path)
+        emitter = client(str(path), configured)
         for event in events:
             emitter.emit(event)
     except Exception as exc:
         LOG.warning("%s %s: OpenLineage events not emitted (%s: %s); they are kept in the "
                     "store for the audit pack", model, stage, type(exc).__name__, exc)
+
+
+def rotate(path: Path, max_bytes: int | None = None, keep: int | None = None) -> None:
+    """Start a new events file once ``path`` has grown past ``max_bytes``.
+
+    The full file is renamed ``events-<UTC time>.jsonl`` (a rename: a kill leaves one name
+    or the other, never a half file) and all but the newest ``keep`` renamed files are
+    deleted (by default `MAX_EVENTS_BYTES` and `KEEP_ROTATED`). The file transport opens
+    the file for each event, so it follows on its own.
+    """
+    max_bytes = MAX_EVENTS_BYTES if max_bytes is None else max_bytes
+    keep = KEEP_ROTATED if keep is None else keep
+    try:
+        if path.stat().st_size < max_bytes:
+            return
+    except FileNotFoundError:
+        return
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    os.replace(path, path.with_name(f"{path.stem}-{stamp}{path.suffix}"))
+    rotated = sorted(path.parent.glob(f"{path.stem}-*{path.suffix}"))
+    for old in rotated[:-keep] if keep else rotated:
+        old.unlink(missing_ok=True)
+    LOG.info("OpenLineage events file rotated: %s began anew (kept %d older files)",
+             path, min(len(rotated), keep))
 
 
 def stage_done(store: ArtifactStore, *, run_id: str, model: str, stage: str, recipe_key: str,

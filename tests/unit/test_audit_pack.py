@@ -9,6 +9,7 @@ import stat
 import subprocess
 import sys
 import threading
+import uuid
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
@@ -535,3 +536,28 @@ def test_an_edge_bundle_is_verified_against_the_trusted_keys_before_it_is_publis
     folder = publish_edge(target, MODEL, 1, files)
     assert sorted(p.name for p in Path(folder).iterdir()) == [
         "manifest.json", "model.sig", "model_int8.onnx"]
+
+
+def test_the_events_file_is_rotated_past_its_size_and_old_ones_are_pruned(tmp_path, monkeypatch):
+    for name in [k for k in os.environ if k.startswith("OPENLINEAGE")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("TIDELINE_HOME", str(tmp_path / "state"))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setattr(lineage, "MAX_EVENTS_BYTES", 1)  # every emit finds the file full
+    monkeypatch.setattr(lineage, "KEEP_ROTATED", 2)
+    lineage.client.cache_clear()
+    store = ArtifactStore(tmp_path / "store")
+    folder = tmp_path / "state" / "lineage"
+    for n in range(4):
+        out = store.put_bytes(f"features {n}".encode())
+        lineage.stage_done(store, run_id=str(uuid.uuid4()), model=MODEL,
+                           stage="validated_features", recipe_key="b3:" + "a" * 64,
+                           inputs={}, output=out, cache="miss", seconds=0.1)
+    current = [json.loads(line) for line in (folder / "events.jsonl").read_text().splitlines()]
+    assert [e["eventType"] for e in current] == ["START", "COMPLETE"], "the newest run's"
+    rotated = sorted(folder.glob("events-*.jsonl"))
+    assert len(rotated) == 2, "only the newest rotated files are kept"
+    for old in rotated:  # whole files: each holds one earlier run's two events
+        assert [json.loads(line)["eventType"] for line in old.read_text().splitlines()] == \
+            ["START", "COMPLETE"]
