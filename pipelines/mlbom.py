@@ -186,16 +186,46 @@ def summary(data: bytes) -> dict[str, Any]:
             "serial": doc.get("serialNumber")}
 
 
-def _store_commit(root: str) -> str | None:
-    """The head commit of the lakeFS branch the store is on (None for other stores)."""
+def lakefs_source(metadata: dict[str, Any]) -> dict[str, str]:
+    """The lakeFS version a raw snapshot was read at, as BOM properties; empty for other sources.
+
+    The snapshot's metadata names the commit (``lakefs_commit``), the object's checksum and
+    the commit-pinned URI it was read from (``source``: ``lakefs://<repo>/<commit>/<path>``),
+    which gives the repository and path; the branch is named when the snapshot recorded it
+    (``lakefs_branch``). A value the snapshot does not have is left out, never written empty.
+    """
+    from pipelines.lakefs import LakeFSError, LakeFSPath
+
+    commit = metadata.get("lakefs_commit")
+    if not commit:
+        return {}
+    out = {"lakefs_commit": str(commit)}
+    try:
+        pinned = LakeFSPath.parse(str(metadata.get("source") or ""))
+    except LakeFSError:
+        pinned = None
+    if pinned is not None:
+        out |= {"lakefs_repository": pinned.repo, "lakefs_uri": pinned.uri}
+        if pinned.path:
+            out["lakefs_path"] = pinned.path
+    for name in ("lakefs_branch", "lakefs_checksum"):
+        if metadata.get(name):
+            out[name] = str(metadata[name])
+    return out
+
+
+def _store_version(root: str) -> dict[str, str]:
+    """The lakeFS repository, branch and head commit the store is on (empty for other stores)."""
     from pipelines.lakefs import LakeFSPath, is_lakefs, make_client
 
     if not is_lakefs(root):
-        return None
+        return {}
     import lakefs
 
     loc = LakeFSPath.parse(root)
-    return lakefs.Branch(loc.repo, loc.ref, client=make_client()).head.id
+    return {"lakefs_store_repository": loc.repo, "lakefs_store_branch": loc.ref,
+            "lakefs_store_commit": lakefs.Branch(loc.repo, loc.ref,
+                                                 client=make_client()).head.id}
 
 
 def _link(store: ArtifactStore, content_hash: str) -> str:
@@ -226,9 +256,7 @@ def bom_inputs(store: ArtifactStore, model_name: str, model: DeployedModel,
     raw_props: dict[str, str] = {}
     if raw:
         record = store.lookup(f"{model_name}/raw_data", raw["recipe_key"])
-        commit = ((record or {}).get("metadata") or {}).get("lakefs_commit")
-        if commit:
-            raw_props["lakefs_source_commit"] = str(commit)
+        raw_props = lakefs_source((record or {}).get("metadata") or {})
     data = [BomData("raw_data", raw["output"] if raw else (
                 features or {}).get("inputs", {}).get("raw_data"), raw_props),
             BomData("validated_features", card["lineage"].get("validated_features"))]
@@ -244,9 +272,7 @@ def bom_inputs(store: ArtifactStore, model_name: str, model: DeployedModel,
     libraries: dict[str, str] = {}
     for env in reversed(environments):  # the training stage's versions win
         libraries |= env.get("libraries", {})
-    commit = _store_commit(store.root)
-    if commit:
-        properties["lakefs_store_commit"] = commit
+    properties |= _store_version(store.root)
     properties |= {k: v for k, v in registry.items() if k in ("git_commit", "run_id")}
     fp32 = (card.get("variants", {}).get("fp32") or {}).get("metrics", {})
     return BomInputs(

@@ -39,7 +39,8 @@ def snapshot_source(spec: DatasetSpec, store: ArtifactStore,
             spool.seek(0)
             content_hash = store.put_stream(spool)
         source = version.pinned_uri
-        extra = {"lakefs_commit": version.commit_id, "lakefs_checksum": version.checksum}
+        extra = {"lakefs_commit": version.commit_id, "lakefs_checksum": version.checksum,
+                 "lakefs_branch": version.location.ref}
     else:
         path = local_source_path(spec.source.path)
         with open(path, "rb") as f:
