@@ -8,8 +8,8 @@ the usual setting for a busy service). The open-loop load generator sends single
 requests at fixed rates to each in turn, alternating rounds; client and receiver on core
 0, the services on core 1. Reported per rate: throughput untraced ÷ traced (what tracing
 takes from throughput) and the p99 difference traced − untraced, with the service's CPU
-time per request (what bounds its throughput once a core is busy; steadier than p99 on a
-shared machine) and the spans the receiver got.
+time per request, its span exporter process included (what bounds its throughput once a
+core is busy; steadier than p99 on a shared machine) and the spans the receiver got.
 
 (b) The demo chain's no-op re-run (every stage a cache hit) in process on one SQLite
 instance, with the variable set (spans to the receiver) ÷ unset, interleaved.
@@ -98,13 +98,23 @@ SAMPLED = {"OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
 
 
 def _cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of a process, all its threads (Linux ``/proc``; else 0)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """User + system CPU seconds of a process and the processes it started (the service's
+    span exporter), all their threads (Linux ``/proc``; else 0)."""
+
+    def stat(p: int | str) -> list[str]:
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                return f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            return []
+
+    total, family = 0, {pid}
+    for p in [pid, *sorted(int(d) for d in os.listdir("/proc") if d.isdigit())]:
+        fields = stat(p)
+        if fields and (p == pid or int(fields[1]) in family):  # fields[1]: the parent pid
+            family.add(p)
+            total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def _round(server, records: list[dict], rate: float, seconds: float) -> dict:

@@ -21,7 +21,7 @@ import hashlib
 import os
 import threading
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
 
@@ -40,6 +40,7 @@ MLFLOW_TAG = "tideline/trace_id"
 _lock = threading.Lock()
 _provider: Any = None
 _provider_key: tuple[str, ...] | None = None
+_provider_processor: Any = None  # what made the provider's span processor (None: the SDK)
 _stalled: tuple[Any, threading.Thread] | None = None  # a flush out of time (see `flush`)
 # Ids the next span started in this context takes instead of random ones: (trace, span).
 _chosen_ids: contextvars.ContextVar[tuple[int | None, int | None]] = contextvars.ContextVar(
@@ -68,21 +69,29 @@ def _id_generator() -> Any:
     return ChosenIds()
 
 
-def provider(service: str = "tideline") -> Any:
+def provider(service: str = "tideline",
+             processor: Callable[[Any], Any] | None = None) -> Any:
     """The process's OpenTelemetry ``TracerProvider`` (exporting over OTLP), or ``None`` (off).
 
-    Built on first use, and again when the endpoint variables change.
+    Built on first use, and again when the endpoint variables change or a ``processor``
+    other than the current one is asked for.
 
     Args:
         service: The service name when ``OTEL_SERVICE_NAME`` does not give one; the first
             call in a process decides it.
+        processor: Makes the span processor from the provider's resource, instead of the
+            SDK's batch processor with the OTLP exporter (the service exports from another
+            process: ``serving.span_export``).
     """
-    global _provider, _provider_key
+    global _provider, _provider_key, _provider_processor
     if not enabled():
         return None
     key = tuple(os.environ.get(name, "") for name in _PROVIDER_VARIABLES)
     with _lock:
-        if _provider is None or key != _provider_key:
+        # Without a processor of its own, a caller takes the provider there is (the
+        # service's, in the service) as long as the variables are the same.
+        if _provider is None or key != _provider_key or (
+                processor is not None and processor is not _provider_processor):
             from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
             from opentelemetry.sdk.resources import SERVICE_NAME, Resource
             from opentelemetry.sdk.trace import TracerProvider
@@ -96,9 +105,10 @@ def provider(service: str = "tideline") -> Any:
             # Small batches often rather than the SDK's 5 s: encoding a large batch holds the
             # GIL for tens of ms, which a request waiting in the service would feel.
             delay = None if os.environ.get("OTEL_BSP_SCHEDULE_DELAY") else EXPORT_DELAY_MS
-            made.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(),
-                                                       schedule_delay_millis=delay))
-            _provider, _provider_key = made, key
+            made.add_span_processor(
+                processor(resource) if processor is not None
+                else BatchSpanProcessor(OTLPSpanExporter(), schedule_delay_millis=delay))
+            _provider, _provider_key, _provider_processor = made, key, processor
         return _provider
 
 

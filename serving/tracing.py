@@ -9,7 +9,8 @@ propagators: Trace Context and Baggage by default). :func:`fastapi_telemetry` ha
 service's tracer provider when tracing is on (`pipelines.telemetry.enabled`), with its
 metrics, logs and per-operation spans off (Prometheus counts requests; one span per
 request and one per batch keep the cost down); off, FastAPI gets no provider and nothing
-here touches the SDK.
+here touches the SDK. The service's spans are encoded and sent by a process of its own
+(`serving.span_export`), so that encoding them does not hold up requests.
 
 The inference path adds what served the request (:func:`annotate`: model, version,
 variant, role, records, the hardware) and a link to the ``trained_weights`` span of the
@@ -49,10 +50,12 @@ def fastapi_telemetry() -> dict[str, Any] | None:
     something else set up, and none is by default).
     """
     global _tracer, _hardware
-    provider = telemetry.provider(SERVICE)
-    if provider is None:
+    if not telemetry.enabled():
         _tracer = None
         return None
+    from serving.span_export import OffloadedSpanProcessor
+
+    provider = telemetry.provider(SERVICE, OffloadedSpanProcessor)
     from pipelines.cost import hardware
 
     _tracer, _hardware = provider.get_tracer(SCOPE), hardware().label()
