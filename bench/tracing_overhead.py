@@ -1,15 +1,19 @@
 """What tracing costs: the service and the no-op chain with spans exported ÷ without.
 
-(a) Serving over HTTP: three services on the same deployment (UCI Adult, as
+(a) Serving over HTTP: four services on the same deployment (UCI Adult, as
 ``bench/serving_http.py``): one exporting every request's spans to a local OTLP/HTTP
-receiver (its own process; it decodes the spans once the load is over), one with tracing
-off, and one sampling 10% of the traces (``OTEL_TRACES_SAMPLER=parentbased_traceidratio``,
-the usual setting for a busy service). The open-loop load generator sends single-record
-requests at fixed rates to each in turn, alternating rounds; client and receiver on core
-0, the services on core 1. Reported per rate: throughput untraced ÷ traced (what tracing
-takes from throughput) and the p99 difference traced − untraced, with the service's CPU
-time per request, its span exporter process included (what bounds its throughput once a
-core is busy; steadier than p99 on a shared machine) and the spans the receiver got.
+receiver (its own process; it decodes the spans once the load is over) from its exporter
+process (the default), one with tracing off, one exporting from a thread of the service
+(``TIDELINE_TRACE_EXPORT=thread``, the SDK's batch processor: what the exporter process
+replaced), and one sampling 10% of the traces
+(``OTEL_TRACES_SAMPLER=parentbased_traceidratio``, the usual setting for a busy service).
+The open-loop load generator sends single-record requests at
+fixed rates to each in turn, alternating rounds; client and receiver on core 0, the
+services (and their exporter processes) on core 1. Reported per rate: throughput
+untraced ÷ traced (what tracing takes from throughput) and the p99 difference traced −
+untraced, with the service's CPU time per request, its exporter process included (what
+bounds its throughput once a core is busy; steadier than p99 on a shared machine) and
+the spans the receiver got.
 
 (b) The demo chain's no-op re-run (every stage a cache hit) in process on one SQLite
 instance, with the variable set (spans to the receiver) ÷ unset, interleaved.
@@ -109,7 +113,7 @@ def _cpu_seconds(pid: int) -> float:
             return []
 
     total, family = 0, {pid}
-    for p in [pid, *sorted(int(d) for d in os.listdir("/proc") if d.isdigit())]:
+    for p in [pid, *sorted(int(d) for d in os.listdir("/proc") if d.isdigit() and int(d) != pid)]:
         fields = stat(p)
         if fields and (p == pid or int(fields[1]) in family):  # fields[1]: the parent pid
             family.add(p)
@@ -146,8 +150,10 @@ def serving() -> None:
     with Receiver() as receiver:
         traced = {"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.url}
         with Server(home, cores="1", **traced) as on, Server(home, cores="1") as off, \
+                Server(home, cores="1", **traced, TIDELINE_TRACE_EXPORT="thread") as thread, \
                 Server(home, cores="1", **traced, **SAMPLED) as sampled:
-            services = {"traced": on, "untraced": off, f"{SAMPLE_RATIO:.0%} sampled": sampled}
+            services = {"traced": on, "untraced": off, "in-thread": thread,
+                        f"{SAMPLE_RATIO:.0%} sampled": sampled}
             for rate in rates:
                 rounds: dict[str, list[dict]] = {name: [] for name in services}
                 for _ in range(repeats):

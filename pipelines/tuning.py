@@ -83,7 +83,8 @@ def storage(url: str, heartbeat_s: int = HEARTBEAT_S,
     sqlite = url.startswith("sqlite:")
     rdb = optuna.storages.RDBStorage(
         url, heartbeat_interval=heartbeat_s, grace_period=grace_s,
-        heartbeat_stale_trial_callback=optuna.storages.RetryFailedTrialCallback(max_retry=1),
+        heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
+            max_retry=1),
         engine_kwargs={"connect_args": {"timeout": 60}} if sqlite else {"pool_pre_ping": True})
     if sqlite:
         _fast_sqlite(rdb.engine)

@@ -34,6 +34,7 @@ SERVICE = "tideline-serving"
 UNTRACED_PATHS = frozenset({"/health", "/ready", "/metrics"})
 _NOTHING = nullcontext()
 _LINK = {"tideline.link": "trained_weights"}
+EXPORT_VARIABLE = "TIDELINE_TRACE_EXPORT"  # process (default) or thread: see _span_processor
 # Set when an app is built with tracing on: the tracer for batch spans, the hardware label.
 _tracer: Any = None
 _hardware: str | None = None
@@ -53,14 +54,31 @@ def fastapi_telemetry() -> dict[str, Any] | None:
     if not telemetry.enabled():
         _tracer = None
         return None
-    from serving.span_export import OffloadedSpanProcessor
-
-    provider = telemetry.provider(SERVICE, OffloadedSpanProcessor)
+    provider = telemetry.provider(SERVICE, _span_processor())
     from pipelines.cost import hardware
 
     _tracer, _hardware = provider.get_tracer(SCOPE), hardware().label()
     return {"tracer_provider": provider, "tracing": True, "metrics": False, "logs": False,
             "operation_spans": False, "auto_configure": False, "exclude": _untraced}
+
+
+def _span_processor() -> Any:
+    """What exports the service's spans: an exporter process (`serving.span_export`).
+
+    With ``TIDELINE_TRACE_EXPORT=thread`` (where starting a process is unwelcome), the SDK's
+    batch processor on a thread of the service instead (``None``).
+    """
+    import os
+
+    choice = os.environ.get(EXPORT_VARIABLE, "process").strip().lower()
+    if choice == "thread":
+        return None
+    if choice != "process":
+        raise ValueError(f"{EXPORT_VARIABLE}={choice!r}: must be process (the default) or "
+                         "thread; unset it or set one of them")
+    from serving.span_export import OffloadedSpanProcessor
+
+    return OffloadedSpanProcessor
 
 
 def current() -> Any:

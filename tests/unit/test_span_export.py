@@ -98,3 +98,15 @@ def test_a_dead_export_process_loses_spans_but_stops_nothing(receiver, caplog):
     assert len(said) == 1, said
     assert receiver.spans() == []
     provider.shutdown()
+
+
+def test_the_export_can_stay_on_a_thread_and_a_wrong_choice_is_named(monkeypatch):
+    from serving import tracing
+
+    monkeypatch.delenv("TIDELINE_TRACE_EXPORT", raising=False)
+    assert tracing._span_processor() is OffloadedSpanProcessor
+    monkeypatch.setenv("TIDELINE_TRACE_EXPORT", "thread")
+    assert tracing._span_processor() is None  # the SDK's batch processor
+    monkeypatch.setenv("TIDELINE_TRACE_EXPORT", "sidecar")
+    with pytest.raises(ValueError, match=r"TIDELINE_TRACE_EXPORT='sidecar': must be process"):
+        tracing._span_processor()
