@@ -245,7 +245,10 @@ def rotate(path: Path, max_bytes: int | None = None, keep: int | None = None) ->
     except FileNotFoundError:
         return
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
-    os.replace(path, path.with_name(f"{path.stem}-{stamp}{path.suffix}"))
+    try:
+        os.replace(path, path.with_name(f"{path.stem}-{stamp}{path.suffix}"))
+    except FileNotFoundError:  # another run's process rotated it first
+        return
     rotated = sorted(path.parent.glob(f"{path.stem}-*{path.suffix}"))
     for old in rotated[:-keep] if keep else rotated:
         old.unlink(missing_ok=True)

@@ -191,8 +191,9 @@ def lakefs_source(metadata: dict[str, Any]) -> dict[str, str]:
 
     The snapshot's metadata names the commit (``lakefs_commit``), the object's checksum and
     the commit-pinned URI it was read from (``source``: ``lakefs://<repo>/<commit>/<path>``),
-    which gives the repository and path; the branch is named when the snapshot recorded it
-    (``lakefs_branch``). A value the snapshot does not have is left out, never written empty.
+    which gives the repository and path; the ref the spec named (a branch, tag or commit)
+    is given when the snapshot recorded it
+    (``lakefs_ref``). A value the snapshot does not have is left out, never written empty.
     """
     from pipelines.lakefs import LakeFSError, LakeFSPath
 
@@ -208,7 +209,7 @@ def lakefs_source(metadata: dict[str, Any]) -> dict[str, str]:
         out |= {"lakefs_repository": pinned.repo, "lakefs_uri": pinned.uri}
         if pinned.path:
             out["lakefs_path"] = pinned.path
-    for name in ("lakefs_branch", "lakefs_checksum"):
+    for name in ("lakefs_ref", "lakefs_checksum"):
         if metadata.get(name):
             out[name] = str(metadata[name])
     return out

@@ -138,8 +138,8 @@ def flush(timeout_ms: int = 5_000) -> None:
         return
     if _stalled is not None and _stalled[0] is found and _stalled[1].is_alive():
         return
-    worker = threading.Thread(target=found.force_flush, name="tideline-trace-flush",
-                              daemon=True)
+    worker = threading.Thread(target=found.force_flush, args=(timeout_ms,),
+                              name="tideline-trace-flush", daemon=True)
     worker.start()
     worker.join(timeout_ms / 1000)
     if worker.is_alive():

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import multiprocessing.connection  # (its exit handler then runs after the provider's flush)
 import os
 import threading
 from typing import Any
@@ -28,6 +29,7 @@ from typing import Any
 LOG = logging.getLogger("tideline.serving.tracing")
 EXPORT_DELAY_S = 0.2  # how often the spans that ended are handed over
 MAX_QUEUED = 8192  # spans waiting to be handed over; more are dropped
+EXPORT_BATCH = 512  # spans per OTLP request, as the SDK's batch processor sends
 
 # A span as plain data (what pickles fast): name, trace id, span id, trace flags, parent
 # (trace id, span id, flags, remote) or None, kind, start, end, attributes, events
@@ -73,26 +75,35 @@ def _span(data: SpanData, resource: Any) -> Any:
 def _exporter_main(conn: Any, resource_attributes: dict[str, Any]) -> None:
     """The exporter process: rebuild each batch of spans and export it; ack flushes."""
     import contextlib
+    import signal
 
+    # Ctrl-C reaches the whole process group: the service decides when this one ends (the
+    # pipe closing), after its last flush.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
     from opentelemetry.sdk.resources import Resource
 
     with contextlib.suppress(OSError):
         os.nice(19)
+    log = logging.getLogger(__name__)
     resource, exporter = Resource(resource_attributes), OTLPSpanExporter()
     while True:
         try:
             message = conn.recv()
         except (EOFError, OSError):
             break
+        except Exception:  # a batch that does not unpickle is lost, not the exporter
+            log.warning("a batch of spans could not be read; dropped", exc_info=True)
+            continue
         if message is None:
             break
         kind, payload = message
         if kind == "spans":
-            try:
-                exporter.export([_span(d, resource) for d in payload])
-            except Exception:  # an export that fails loses its batch, as in the SDK
-                logging.getLogger(__name__).warning("span export failed", exc_info=True)
+            for at in range(0, len(payload), EXPORT_BATCH):
+                try:
+                    exporter.export([_span(d, resource) for d in payload[at:at + EXPORT_BATCH]])
+                except Exception:  # an export that fails loses its batch, as in the SDK
+                    log.warning("span export failed", exc_info=True)
         elif kind == "flush":
             with contextlib.suppress(OSError):
                 conn.send(payload)
@@ -145,17 +156,28 @@ class OffloadedSpanProcessor:
         self._stop = True
         self._wake.set()
         self._thread.join(5)
-        with self._send_lock:
+        # The pipe may be held by a send stuck on a full pipe (the exporter retrying a dead
+        # endpoint): then the exporter process is ended rather than waited for.
+        if self._send_lock.acquire(timeout=5):
             try:
                 self._conn.send(None)
             except OSError:
                 pass
-        self._proc.join(5)
+            finally:
+                self._send_lock.release()
+            self._proc.join(5)
         if self._proc.is_alive():
             self._proc.kill()
+            self._proc.join(5)
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
-        with self._send_lock:
+        """Hand over what is waiting; wait until the exporter process has exported it.
+
+        Gives up (``False``) after ``timeout_millis``, the wait for the pipe included.
+        """
+        if not self._send_lock.acquire(timeout=timeout_millis / 1000):
+            return False
+        try:
             self._send_pending()
             if self._broken:
                 return False
@@ -168,7 +190,9 @@ class OffloadedSpanProcessor:
                         return True
             except (EOFError, OSError):
                 self._broke()
-        return False
+            return False
+        finally:
+            self._send_lock.release()
 
     # the sender
     def _run(self) -> None:
@@ -183,17 +207,22 @@ class OffloadedSpanProcessor:
             batch, self._pending = self._pending, []
             dropped, self._dropped = self._dropped, 0
         if dropped:
-            LOG.warning("traces: %d spans dropped (more than %d waiting for the exporter)",
-                        dropped, self._max)
+            LOG.warning("traces: %d spans dropped (more than %d waiting for the exporter); "
+                        "trace a share of the requests (OTEL_TRACES_SAMPLER_ARG) or check "
+                        "that the OTLP endpoint keeps up", dropped, self._max)
         if not batch or self._broken:
             return
         try:
             self._conn.send(("spans", batch))
         except OSError:
             self._broke()
+        except Exception:  # a span that does not pickle loses its batch, not the exporter
+            LOG.warning("traces: a batch of %d spans could not be handed to the exporter; "
+                        "dropped", len(batch), exc_info=True)
 
     def _broke(self) -> None:
         if not self._broken:
             self._broken = True
             LOG.warning("traces: the span exporter process ended (exit code %s); spans are "
-                        "no longer exported by this service", self._proc.exitcode)
+                        "no longer exported by this service (restart it to export again)",
+                        self._proc.exitcode)

@@ -40,7 +40,7 @@ def snapshot_source(spec: DatasetSpec, store: ArtifactStore,
             content_hash = store.put_stream(spool)
         source = version.pinned_uri
         extra = {"lakefs_commit": version.commit_id, "lakefs_checksum": version.checksum,
-                 "lakefs_branch": version.location.ref}
+                 "lakefs_ref": version.location.ref}
     else:
         path = local_source_path(spec.source.path)
         with open(path, "rb") as f:

@@ -46,7 +46,10 @@ import pipelines.training, pipelines.tuning  # noqa: F401
 from cli.tune_worker import main
 gate = Path(sys.argv[1])
 Path(str(gate) + f".{sys.argv[2]}").touch()
+deadline = time.monotonic() + 600
 while not gate.exists():
+    if time.monotonic() > deadline:
+        sys.exit("the gate never opened")
     time.sleep(0.02)
 sys.exit(main(sys.argv[3:]))
 """
@@ -110,13 +113,19 @@ def two_workers_finish_exactly_the_plan(tmp_path, home, storage):
     gate = tmp_path / "go"
     procs = [worker(spec_path, store, features, storage, "shared", gate, str(i))
              for i in range(2)]
-    deadline = time.monotonic() + 300
-    while not all(Path(f"{gate}.{i}").exists() for i in range(2)):
-        assert time.monotonic() < deadline, "the workers never got ready"
-        assert all(p.poll() is None for p in procs), [p.communicate()[0] for p in procs]
-        time.sleep(0.05)
-    gate.touch()
-    outs = [p.communicate(timeout=600)[0] for p in procs]
+    try:
+        deadline = time.monotonic() + 300
+        while not all(Path(f"{gate}.{i}").exists() for i in range(2)):
+            assert time.monotonic() < deadline, "the workers never got ready"
+            assert all(p.poll() is None for p in procs), "a worker ended before the gate"
+            time.sleep(0.05)
+        gate.touch()
+        outs = [p.communicate(timeout=600)[0] for p in procs]
+    finally:  # after a failure, no worker is left waiting or running
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
     assert all(p.returncode == 0 for p in procs), outs
     assert len(finished(trials(storage, "shared"))) == PLANNED
     assert all("trial" in out for out in outs), "both workers ran trials"

@@ -34,7 +34,7 @@ from tests.conftest import ADULT_CSV, write_spec
 MODEL = "adult"
 CSV = b"".join(ADULT_CSV.read_bytes().splitlines(keepends=True)[:201])
 LAKEFS_NAMES = ("lakefs_repository", "lakefs_commit", "lakefs_path", "lakefs_uri",
-                "lakefs_checksum", "lakefs_branch")
+                "lakefs_checksum", "lakefs_ref")
 STORE_NAMES = ("lakefs_store_repository", "lakefs_store_branch", "lakefs_store_commit")
 
 
@@ -147,7 +147,7 @@ def test_the_bom_names_the_lakefs_commit_the_raw_data_was_read_at(tmp_path, lake
     assert properties(data["data-raw_data"]) == {
         "content_hash": raw, "lakefs_repository": repo, "lakefs_commit": commit,
         "lakefs_path": "data/adult.csv", "lakefs_uri": f"lakefs://{repo}/{commit}/data/adult.csv",
-        "lakefs_checksum": version.checksum, "lakefs_branch": "main"}
+        "lakefs_checksum": version.checksum, "lakefs_ref": "main"}
     assert not set(properties(data["data-validated_features"])) & set(LAKEFS_NAMES)
     model = properties(json.loads(bom)["metadata"]["component"])
     if store_on == "lakefs":
@@ -192,9 +192,9 @@ def test_lakefs_source_leaves_out_what_the_snapshot_did_not_record():
     assert lakefs_source({"source": pinned, "lakefs_commit": commit, "lakefs_checksum": ""}) == {
         "lakefs_repository": "data-repo", "lakefs_commit": commit,
         "lakefs_path": "tables/adult.csv", "lakefs_uri": pinned}
-    # A branch is named when the snapshot recorded one.
+    # The ref the spec named (here a branch) is given when the snapshot recorded it.
     assert lakefs_source({"source": pinned, "lakefs_commit": commit,
-                          "lakefs_branch": "main"})["lakefs_branch"] == "main"
+                          "lakefs_ref": "main"})["lakefs_ref"] == "main"
     # A snapshot whose source is not a lakeFS URI keeps its commit, and nothing is made up.
     assert lakefs_source({"source": "/data/adult.csv", "lakefs_commit": commit}) == {
         "lakefs_commit": commit}
