@@ -81,11 +81,16 @@ def storage(url: str, heartbeat_s: int = HEARTBEAT_S,
     import optuna
 
     sqlite = url.startswith("sqlite:")
-    rdb = optuna.storages.RDBStorage(
-        url, heartbeat_interval=heartbeat_s, grace_period=grace_s,
-        heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
-            max_retry=1),
-        engine_kwargs={"connect_args": {"timeout": 60}} if sqlite else {"pool_pre_ping": True})
+    with warnings.catch_warnings():
+        # Heartbeats and their retry callback are "experimental" in Optuna since 2.8; they
+        # are what lets a killed worker's trial be run again, and are tested here.
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        rdb = optuna.storages.RDBStorage(
+            url, heartbeat_interval=heartbeat_s, grace_period=grace_s,
+            heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
+                max_retry=1),
+            engine_kwargs=({"connect_args": {"timeout": 60}} if sqlite
+                           else {"pool_pre_ping": True}))
     if sqlite:
         _fast_sqlite(rdb.engine)
     return rdb
