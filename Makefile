@@ -43,7 +43,7 @@ demo: state
 	@$(BIN)/python -m cli.demo
 
 test: install
-	$(BIN)/python -m pytest -m "not gpu" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "not gpu" --durations=20 $(PYTEST_ARGS)
 
 ui: state
 	$(BIN)/dagster dev -w workspace.yaml
