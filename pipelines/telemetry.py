@@ -92,22 +92,27 @@ def provider(service: str = "tideline",
         # service's, in the service) as long as the variables are the same.
         if _provider is None or key != _provider_key or (
                 processor is not None and processor is not _provider_processor):
-            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
             from opentelemetry.sdk.resources import SERVICE_NAME, Resource
             from opentelemetry.sdk.trace import TracerProvider
-            from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
             if _provider is not None:  # the endpoint changed: send what the old one holds
                 _provider.shutdown()
             resource = Resource.create(
                 {SERVICE_NAME: os.environ.get("OTEL_SERVICE_NAME") or service})
             made = TracerProvider(resource=resource, id_generator=_id_generator())
-            # Small batches often rather than the SDK's 5 s: encoding a large batch holds the
-            # GIL for tens of ms, which a request waiting in the service would feel.
-            delay = None if os.environ.get("OTEL_BSP_SCHEDULE_DELAY") else EXPORT_DELAY_MS
-            made.add_span_processor(
-                processor(resource) if processor is not None
-                else BatchSpanProcessor(OTLPSpanExporter(), schedule_delay_millis=delay))
+            if processor is not None:
+                made.add_span_processor(processor(resource))
+            else:
+                from opentelemetry.exporter.otlp.proto.http.trace_exporter import (
+                    OTLPSpanExporter,
+                )
+                from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+                # Small batches often rather than the SDK's 5 s: encoding a large batch holds
+                # the GIL for tens of ms, which work on other threads would feel.
+                delay = None if os.environ.get("OTEL_BSP_SCHEDULE_DELAY") else EXPORT_DELAY_MS
+                made.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(),
+                                                           schedule_delay_millis=delay))
             _provider, _provider_key, _provider_processor = made, key, processor
         return _provider
 

@@ -26,8 +26,10 @@ import os
 import threading
 from typing import Any
 
+from pipelines.telemetry import EXPORT_DELAY_MS
+
 LOG = logging.getLogger("tideline.serving.tracing")
-EXPORT_DELAY_S = 0.2  # how often the spans that ended are handed over
+EXPORT_DELAY_S = EXPORT_DELAY_MS / 1000  # how often ended spans are handed over (as in runs)
 MAX_QUEUED = 8192  # spans waiting to be handed over; more are dropped
 EXPORT_BATCH = 512  # spans per OTLP request, as the SDK's batch processor sends
 
